@@ -1,31 +1,72 @@
 """Sync one slice of one entity end to end: source -> normalize -> identity -> delta -> resolve -> load.
 
-Each stage is a plain function over `Batch`es so the Dagster shell can run them as ops (and
-re-execute from a failed one), while `sync_slice` composes them chunk by chunk for scripts.
+Each stage is a plain function over `Batch`es, so the Dagster shell runs them as ops (and can
+re-execute from a failed one without re-reading the ERP), while `sync_slice` composes the same
+functions chunk by chunk for scripts and tests.
 
-WORK IN PROGRESS: signatures are the agreed contract; bodies land with the I/O issue.
+Resumability: `extract` reads the slice's remaining key range, ``(cursor, hi]``, and records in
+the batch how far it got (``end``: the last source key read, or the slice's upper bound when it
+read to the end). `load_batch` writes the target rows, failed records, pending children and the
+new cursor in one transaction when state and target share a database; otherwise target first,
+then state, and because writes are upserts by key hash (and failed records are idempotent by
+fingerprint) a replayed batch changes nothing twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+
 from syncflow_core.batch import Batch
+from syncflow_core.config import EntityConfig, check_source_columns
+from syncflow_core.delta import classify
+from syncflow_core.errors import ConfigError, RejectRatioExceeded
+from syncflow_core.identity import (
+    BRIDGE_COLUMNS,
+    KEY_HASH,
+    ROWVERSION,
+    identify,
+)
+from syncflow_core.keycodec import decode_key, encode_key
+from syncflow_core.normalize import normalize
+from syncflow_core.parallel import map_tables
+from syncflow_core.rejects import (
+    REJECT_SCHEMA,
+    ROW_ID,
+    materialize_rejects,
+    with_row_ids,
+    without_row_ids,
+)
+from syncflow_core.resolve import MAX_ATTEMPTS, next_retry_at, rows_from_json, split_by_parents
+from syncflow_core.runtime import Runtime
+from syncflow_core.slices import SliceBounds, plan_slices, slice_of
 
 __all__ = [
     "Runtime",
     "SyncCounts",
     "delta_batch",
+    "ensure_slice_plan",
     "extract",
     "identify_batch",
     "load_batch",
     "normalize_batch",
     "resolve_batch",
     "resolve_pending",
+    "source_field",
     "sync_slice",
 ]
+
+OP = "__sf_op"  # 'i' insert / 'u' update, carried from delta to load for the counts
+MIN_ROWS_FOR_RATIO = 100
+"""The reject-ratio limit applies to batches of at least this many rows (3 rows, 1 bad, is noise)."""
 
 
 @dataclass
@@ -41,41 +82,291 @@ class SyncCounts:
     pending: int = 0
     resolved: int = 0
     superseded: int = 0
+    parent_missing: int = 0
     paused: bool = False
+    complete: bool = False
     durations: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain dict (durations included)."""
         return asdict(self)
 
+    def add(self, other: SyncCounts) -> None:
+        """Accumulate another chunk's counts into this one."""
+        for name in ("fetched", "rejected", "inserted", "updated", "unchanged", "deleted",
+                     "pending", "resolved", "superseded", "parent_missing"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for k, v in other.durations.items():
+            self.durations[k] = self.durations.get(k, 0.0) + v
+        self.paused = other.paused
+        self.complete = other.complete
 
-class Runtime:
-    """Opened source(s), target and state store for one config (secrets from the environment)."""
+
+# ---------------------------------------------------------------------------------- helpers
 
 
-def extract(rt: Runtime, entity: str, slice_key: str) -> Batch:
-    """Read the slice's remaining key range (after its cursor). tables: raw."""
-    raise NotImplementedError
+def source_field(entity: EntityConfig, output: str) -> str:
+    """The source column an output column comes from (inverse of layer-5 renames)."""
+    name = output
+    for m in reversed(entity.field_mappings):
+        if m.op == "rename" and m.to == name:
+            name = m.field
+        elif m.op in ("constant", "concat") and m.field == name:
+            raise ConfigError(
+                f"entity '{entity.name}': business key field {output!r} is computed by a "
+                f"{m.op} mapping; key ranges need a source column"
+            )
+    return name
+
+
+def _source_keys(entity: EntityConfig) -> list[str]:
+    return [source_field(entity, f) for f in entity.business_key_fields]
+
+
+def _key_of_row(table: pa.Table, fields: Sequence[str], index: int) -> tuple[Any, ...]:
+    row = table.select(list(fields)).slice(index, 1).to_pylist()[0]
+    return tuple(row[f] for f in fields)
+
+
+def _timed(durations: dict[str, float], stage: str) -> Callable[[], None]:
+    start = time.perf_counter()
+
+    def stop() -> None:
+        durations[stage] = durations.get(stage, 0.0) + time.perf_counter() - start
+
+    return stop
+
+
+def ensure_slice_plan(rt: Runtime, entity: str) -> list[SliceBounds]:
+    """The entity's slice plan from the state store; planned from the source on first use."""
+    ent = rt.entity(entity)
+    plan = rt.state.get_slice_plan(entity)
+    if plan is None or len(plan) != ent.slice_count:
+        plan = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
+        rt.state.save_slice_plan(entity, plan)
+    return plan
+
+
+def _normalize_key(
+    ent: EntityConfig, source_types: dict[str, str], key: tuple[Any, ...] | None
+) -> tuple[Any, ...] | None:
+    """A source key tuple as the target holds it (after the same normalization as the rows)."""
+    if key is None:
+        return None
+    src = _source_keys(ent)
+    table = pa.Table.from_pylist([dict(zip(src, key, strict=True))])
+    result = normalize(table, ent, {k: v for k, v in source_types.items() if k in src})
+    if result.table.num_rows != 1:
+        raise ConfigError(
+            f"entity '{ent.name}': slice bound {key!r} does not survive normalization"
+        )
+    return _key_of_row(result.table, ent.business_key_fields, 0)
+
+
+def _concat(tables: Sequence[pa.Table]) -> pa.Table:
+    tables = [t for t in tables if t is not None]
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _empty_rejects() -> pa.Table:
+    return REJECT_SCHEMA.empty_table()
+
+
+# ---------------------------------------------------------------------------------- stages
+
+
+def extract(
+    rt: Runtime,
+    entity: str,
+    slice_key: str,
+    *,
+    max_chunks: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Batch:
+    """Read the slice's remaining key range ``(cursor, hi]`` (tables: ``raw``).
+
+    Stops early after ``max_chunks`` chunks or when ``should_stop()`` turns true at a chunk
+    boundary; ``info['complete']`` says whether the slice's range was read to its end.
+    """
+    ent = rt.entity(entity)
+    durations: dict[str, float] = {}
+    stop = _timed(durations, "extract")
+    source = rt.source(entity)
+    source_types = source.columns(ent.source)
+    check_source_columns(rt.config, ent, _source_columns_after_mapping(ent, list(source_types)))
+    bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
+    cursor = rt.state.get_cursor(entity, slice_key)
+    start = bounds.lo
+    if cursor is not None and cursor.status in ("running", "paused") and cursor.last_key is not None:
+        start = cursor.last_key
+    watermark = None
+    src_rv = source_field(ent, ent.rowversion_field) if ent.rowversion_field else None
+    if ent.delta_strategy == "rowversion":
+        watermark = rt.state.get_watermark(entity, slice_key)
+    chunks: list[pa.Table] = []
+    complete = True
+    src_keys = _source_keys(ent)
+    reader: Iterator[pa.Table] = iter(
+        source.read(ent.source, src_keys, start, bounds.hi, ent.chunk_size,
+                    watermark_field=src_rv if watermark is not None else None,
+                    watermark=watermark)
+    )
+    for chunk in reader:
+        if chunk.num_rows:
+            chunks.append(chunk)
+        if (max_chunks is not None and len(chunks) >= max_chunks) or (
+            should_stop is not None and should_stop()
+        ):
+            # Only a *full* chunk can have more behind it.
+            complete = chunk.num_rows < ent.chunk_size
+            break
+    raw = (
+        pa.concat_tables(chunks, promote_options="permissive")
+        if chunks
+        else pa.table({c: pa.array([], pa.string()) for c in source_types})
+    )
+    end = bounds.hi if complete else _key_of_row(raw, src_keys, raw.num_rows - 1)
+    stop()
+    return Batch(
+        {"raw": with_row_ids(raw)},
+        {
+            "entity": entity,
+            "slice_key": slice_key,
+            "source_types": dict(source_types),
+            "start": encode_key(start),
+            "end": encode_key(end),
+            "complete": complete,
+            "fetched": raw.num_rows,
+            "durations": durations,
+        },
+    )
+
+
+def _source_columns_after_mapping(ent: EntityConfig, columns: list[str]) -> list[str]:
+    """Source columns plus the names renames give them (config may name either)."""
+    names = list(columns)
+    for m in ent.field_mappings:
+        if m.op == "rename" and m.to:
+            names.append(m.to)
+    return names
 
 
 def normalize_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
-    """Five layers. tables: rows, rejects (materialized)."""
-    raise NotImplementedError
+    """The five normalization layers over all cores (tables: ``rows``, ``rejects``)."""
+    ent = rt.entity(entity)
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "normalize")
+    raw = batch.table("raw")
+    parts = map_tables(
+        partial(_normalize_part, entity=ent, source_types=batch.info["source_types"]), raw
+    )
+    rows = _concat([p.table for p in parts])
+    specs = _concat([p.rejects for p in parts])
+    rejects = materialize_rejects(raw, specs, entity)
+    stop()
+    return batch.with_({"rows": rows, "rejects": rejects}, durations=durations)
+
+
+def _normalize_part(table: pa.Table, entity: EntityConfig, source_types: dict[str, str]) -> Any:
+    return normalize(table, entity, source_types)
 
 
 def identify_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
-    """Add `_bridge_*` identity columns. tables: rows, rejects."""
-    raise NotImplementedError
+    """Add the `_bridge_*` identity columns over all cores (tables: ``rows``, ``rejects``)."""
+    ent = rt.entity(entity)
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "identify")
+    rows = batch.table("rows")
+    parts = map_tables(partial(_identify_part, entity=ent), rows)
+    ided = _concat([p.table for p in parts])
+    specs = _concat([p.rejects for p in parts])
+    # Identity rejects carry the normalized row (the raw one stays with the extract).
+    rejects = _concat([batch.table("rejects"), materialize_rejects(rows, specs, entity)])
+    stop()
+    out = dict(batch.tables)
+    out.pop("raw", None)  # downstream stages never need it; keep the IO manager's files small
+    out.update({"rows": ided, "rejects": rejects})
+    return Batch(out, {**batch.info, "durations": durations})
+
+
+def _identify_part(table: pa.Table, entity: EntityConfig) -> Any:
+    return identify(table, entity)
 
 
 def delta_batch(rt: Runtime, entity: str, slice_key: str, batch: Batch) -> Batch:
-    """Classify against the target. tables: inserts, updates, deletes, rejects."""
-    raise NotImplementedError
+    """Classify against what the target holds in the batch's key range.
+
+    tables: ``upserts`` (with an op column i/u), ``deletes`` (key hashes), ``rejects``.
+    """
+    ent = rt.entity(entity)
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "delta")
+    rows = batch.table("rows")
+    types = batch.info["source_types"]
+    lo = _normalize_key(ent, types, decode_key(batch.info["start"]))
+    hi = _normalize_key(ent, types, decode_key(batch.info["end"]))
+    target = rt.target
+    if target.table_exists(ent.table_name):
+        stored = target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
+    else:
+        stored = None
+    result = classify(rows, stored, ent.delta_strategy,
+                      rowversion_field=ent.rowversion_field, complete_scope=True)
+    upserts = _concat([
+        result.inserts.append_column(OP, pa.array(["i"] * result.inserts.num_rows, pa.string())),
+        result.updates.append_column(OP, pa.array(["u"] * result.updates.num_rows, pa.string())),
+    ])
+    dup_rejects = materialize_rejects(rows, result.rejects, entity)
+    deletes = pa.table({KEY_HASH: pa.array(result.deletes, pa.string())})
+    stop()
+    out = {k: v for k, v in batch.tables.items() if k != "rows"}
+    out.update({
+        "upserts": upserts,
+        "deletes": deletes,
+        "rejects": _concat([batch.table("rejects"), dup_rejects]),
+    })
+    return Batch(out, {**batch.info, "durations": durations, "unchanged": result.unchanged,
+                       "superseded": result.superseded})
+
+
+def _parent_exists(rt: Runtime) -> Callable[[str, pa.Array], pa.Array]:
+    def exists(parent: str, key_hashes: pa.Array) -> pa.Array:
+        table = rt.entity(parent).table_name
+        if not rt.target.table_exists(table):
+            return pa.array([False] * len(key_hashes), pa.bool_())
+        return rt.target.existing_keys(table, key_hashes)
+
+    return exists
 
 
 def resolve_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
-    """Hold back children whose parent is missing. tables: inserts, updates, deletes, pending, rejects."""
-    raise NotImplementedError
+    """Hold back children whose parent is in neither the target nor this batch (``pending``)."""
+    ent = rt.entity(entity)
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "resolve")
+    upserts = batch.table("upserts")
+    if ent.parent_refs and upserts.num_rows:
+        split = split_by_parents(upserts, ent, _parent_exists(rt))
+        loadable, pending = split.loadable, split.waiting
+    else:
+        loadable, pending = upserts, None
+    stop()
+    tables = dict(batch.tables)
+    tables["upserts"] = loadable
+    if pending is not None:
+        tables["pending"] = pending
+    return Batch(tables, {**batch.info, "durations": durations})
+
+
+@contextmanager
+def _transactions(rt: Runtime) -> Iterator[tuple[Any, Any]]:
+    """(target_conn, state_conn): one transaction when they share a database."""
+    with rt.target.begin() as tconn:
+        if rt.shares_database:
+            yield tconn, tconn
+        else:
+            with rt.state.begin() as sconn:
+                yield tconn, sconn
 
 
 def load_batch(
@@ -86,8 +377,73 @@ def load_batch(
     run_id: str,
     should_stop: Callable[[], bool] | None = None,
 ) -> SyncCounts:
-    """Write chunk by chunk, committing the slice cursor with each chunk."""
-    raise NotImplementedError
+    """Write the batch's changes, failed records, pending children and cursor; return counts.
+
+    ``should_stop`` is asked after the write: when it says stop and the slice is not complete,
+    the cursor is recorded as *paused* (the next run resumes there).
+    """
+    ent = rt.entity(entity)
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "load")
+    upserts = batch.table("upserts")
+    deletes = batch.table("deletes").column(KEY_HASH).combine_chunks()
+    rejects = batch.table("rejects")
+    pending = batch.tables.get("pending")
+    fetched = int(batch.info.get("fetched", 0))
+    n_rejected = rejects.num_rows
+    if fetched >= MIN_ROWS_FOR_RATIO and n_rejected > ent.reject_ratio_limit * fetched:
+        rt.state.add_failed_records(rejects, run_id)
+        raise RejectRatioExceeded(
+            f"entity '{entity}' {slice_key}: {n_rejected} of {fetched} rows rejected "
+            f"({n_rejected / fetched:.1%} > limit {ent.reject_ratio_limit:.1%}); nothing loaded. "
+            "See failed records for the reasons."
+        )
+    ops = upserts.column(OP) if upserts.num_rows else pa.array([], pa.string())
+    inserted = int(pc.sum(pc.equal(ops, "i")).as_py() or 0)
+    updated = upserts.num_rows - inserted
+    rows = without_row_ids(upserts.drop_columns([OP]) if OP in upserts.column_names else upserts)
+    now = datetime.now(UTC)
+    complete = bool(batch.info["complete"])
+    paused = not complete and should_stop is not None and should_stop()
+    end = decode_key(batch.info["end"])
+    schema_rows = rows if rows.num_rows or rows.num_columns else None
+    if schema_rows is not None and schema_rows.num_columns:
+        rt.target.ensure_table(ent.table_name, schema_rows.schema, ent.business_key_fields)
+    wm = None
+    if ent.delta_strategy == "rowversion" and rows.num_rows and ROWVERSION in rows.column_names:
+        wm = pc.max(rows.column(ROWVERSION)).as_py()
+    with _transactions(rt) as (tconn, sconn):
+        counts = rt.target.write(ent.table_name, rows, deletes, run_id, now, tconn)
+        if n_rejected:
+            rt.state.add_failed_records(rejects, run_id, conn=sconn)
+        if pending is not None and pending.num_rows:
+            rt.state.upsert_pending(pending, conn=sconn)
+        if rows.num_rows:
+            # A child that loads no longer waits (it may have been pending from an earlier run).
+            rt.state.delete_pending(entity, rows.column(KEY_HASH), conn=sconn)
+        if wm is not None:
+            old = rt.state.get_watermark(entity, slice_key)
+            if old is None or wm > old:
+                rt.state.set_watermark(entity, slice_key, wm, conn=sconn)
+        if complete:
+            rt.state.finish_slice(entity, slice_key, run_id, conn=sconn)
+        else:
+            rt.state.save_cursor(entity, slice_key, end, rows_done=fetched, run_id=run_id,
+                                 status="paused" if paused else "running", conn=sconn)
+    stop()
+    return SyncCounts(
+        fetched=fetched,
+        rejected=n_rejected,
+        inserted=inserted,
+        updated=updated,
+        unchanged=int(batch.info.get("unchanged", 0)),
+        deleted=int(getattr(counts, "deleted", len(deletes))),
+        pending=0 if pending is None else pending.num_rows,
+        superseded=int(batch.info.get("superseded", 0)),
+        paused=paused,
+        complete=complete,
+        durations=durations,
+    )
 
 
 def sync_slice(
@@ -96,13 +452,122 @@ def sync_slice(
     slice_key: str,
     run_id: str,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    after_chunk: Callable[[SyncCounts], None] | None = None,
 ) -> SyncCounts:
-    """All stages for one slice, chunk by chunk, resumable."""
-    raise NotImplementedError
+    """All stages for one slice, one chunk per transaction, resumable from the slice cursor.
+
+    ``should_stop`` is checked at every chunk boundary (the night window closing); the sync then
+    ends *paused* with its cursor committed. ``after_chunk`` sees each chunk's counts (progress).
+    """
+    total = SyncCounts()
+    while True:
+        batch = extract(rt, entity, slice_key, max_chunks=1)
+        batch = normalize_batch(rt, entity, batch)
+        batch = identify_batch(rt, entity, batch)
+        batch = delta_batch(rt, entity, slice_key, batch)
+        batch = resolve_batch(rt, entity, batch)
+        counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop)
+        total.add(counts)
+        if after_chunk is not None:
+            after_chunk(counts)
+        if counts.complete or counts.paused:
+            return total
 
 
 def resolve_pending(
-    rt: Runtime, entity: str, run_id: str, parent_entity: str | None = None
+    rt: Runtime,
+    entity: str,
+    run_id: str,
+    *,
+    parent_arrived: bool = False,
+    now: datetime | None = None,
 ) -> SyncCounts:
-    """Load waiting children whose parents now exist; back off the rest."""
-    raise NotImplementedError
+    """Load waiting children whose parents now exist.
+
+    ``parent_arrived=True`` (the parent sensor): look at every waiting child; those whose parents
+    exist load, the others keep their attempt count. Otherwise (the backoff retry) only children
+    due by ``next_retry_at`` are tried, and each one still missing a parent uses an attempt;
+    after `MAX_ATTEMPTS` it becomes a failed record with reason ``parent_missing``.
+    """
+    ent = rt.entity(entity)
+    now = now or datetime.now(UTC)
+    durations: dict[str, float] = {}
+    stop = _timed(durations, "resolve")
+    waiting = rt.state.due_pending(entity, None if parent_arrived else now)
+    if waiting.num_rows == 0 or not rt.target.table_exists(ent.table_name):
+        stop()
+        return SyncCounts(durations=durations, complete=True)
+    target_schema = rt.target.arrow_schema(ent.table_name)
+    rows = rows_from_json(waiting.column("row_json"), _row_schema(target_schema))
+    rows = with_row_ids(rows)
+    split = split_by_parents(rows, ent, _parent_exists(rt))
+    loadable = split.loadable
+    # Only the newest waiting version per key loads (several may have queued for one key).
+    stored = rt.target.identities_for(ent.table_name, loadable.column(KEY_HASH))
+    result = classify(loadable, stored, "hash", rowversion_field=ent.rowversion_field,
+                      complete_scope=False)
+    upserts = without_row_ids(_concat([result.inserts, result.updates]))
+    loaded_keys = loadable.column(KEY_HASH)
+    still = pc.invert(pc.is_in(waiting.column("key_hash"), value_set=loaded_keys.combine_chunks()))
+    still_waiting = waiting.filter(still)
+    failed = 0
+    with _transactions(rt) as (tconn, sconn):
+        rt.target.write(ent.table_name, upserts, pa.array([], pa.string()), run_id, now, tconn)
+        rt.state.delete_pending(entity, loaded_keys, conn=sconn)
+        if not parent_arrived and still_waiting.num_rows:
+            attempts = pc.add(still_waiting.column("attempts"), 1)
+            exhausted = pc.greater_equal(attempts, MAX_ATTEMPTS)
+            gone = still_waiting.filter(exhausted)
+            failed = gone.num_rows
+            if failed:
+                rt.state.add_failed_records(_parent_missing_rejects(entity, gone), run_id, conn=sconn)
+                rt.state.delete_pending(entity, gone.column("key_hash"), conn=sconn)
+            retry = still_waiting.filter(pc.invert(exhausted))
+            for n in sorted(set(pc.add(retry.column("attempts"), 1).to_pylist())):
+                ids = retry.filter(pc.equal(pc.add(retry.column("attempts"), 1), n)).column("id")
+                rt.state.bump_pending(ids, next_retry_at(n, now), conn=sconn)
+    stop()
+    return SyncCounts(
+        resolved=upserts.num_rows + result.unchanged,
+        inserted=result.inserts.num_rows,
+        updated=result.updates.num_rows,
+        unchanged=result.unchanged,
+        pending=still_waiting.num_rows - failed,
+        parent_missing=failed,
+        complete=True,
+        durations=durations,
+    )
+
+
+def _row_schema(target_schema: pa.Schema) -> pa.Schema:
+    drop = {"_bridge_batch_id", "_bridge_synced_at", "_bridge_deleted_at"}
+    return pa.schema([f for f in target_schema if f.name not in drop])
+
+
+def _parent_missing_rejects(entity: str, gone: pa.Table) -> pa.Table:
+    n = gone.num_rows
+    msgs = [
+        f"parent {p}{k} never arrived after {MAX_ATTEMPTS} attempts"
+        for p, k in zip(gone.column("parent_entity").to_pylist(),
+                        gone.column("parent_key").to_pylist(), strict=True)
+    ]
+    return pa.table(
+        [
+            pa.array([entity] * n, pa.string()),
+            pa.array(["resolve"] * n, pa.string()),
+            pa.array(["parent_missing"] * n, pa.string()),
+            pa.array(msgs, pa.string()),
+            pa.nulls(n, pa.string()),
+            gone.column("row_json").cast(pa.string()),
+        ],
+        schema=REJECT_SCHEMA,
+    )
+
+
+def bridge_columns() -> tuple[str, ...]:
+    """The tracking columns every target table carries."""
+    return tuple(BRIDGE_COLUMNS)
+
+
+_ = (ROW_ID, _empty_rejects)

@@ -87,7 +87,12 @@ def reject_specs(
         return v.cast(pa.string())
 
     return pa.table(
-        [row_ids.cast(pa.int64()), pa.array([stage] * n, pa.string()), col(error_code), col(message)],
+        [
+            row_ids.cast(pa.int64()),
+            pa.array([stage] * n, pa.string()),
+            col(error_code),
+            col(message),
+        ],
         schema=REJECT_SPEC_SCHEMA,
     )
 
@@ -97,7 +102,9 @@ def concat_reject_specs(parts: Sequence[pa.Table]) -> pa.Table:
     parts = [p for p in parts if p.num_rows]
     if not parts:
         return empty_reject_specs()
-    return pa.concat_tables([p.select(REJECT_SPEC_SCHEMA.names).cast(REJECT_SPEC_SCHEMA) for p in parts])
+    return pa.concat_tables(
+        [p.select(REJECT_SPEC_SCHEMA.names).cast(REJECT_SPEC_SCHEMA) for p in parts]
+    )
 
 
 def _jsonable(v: Any) -> Any:
@@ -129,7 +136,9 @@ def materialize_rejects(
     # Positions of the rejected ids within `raw` (ids need not be 0..n-1 after chunking).
     positions = pc.index_in(specs.column(ROW_ID), value_set=ids)
     rows = raw.drop_columns([ROW_ID]).take(positions).to_pylist()
-    raw_json = [json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False) for r in rows]
+    raw_json = [
+        json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False) for r in rows
+    ]
     refs = bridge_refs if bridge_refs is not None else pa.nulls(specs.num_rows, pa.string())
     return pa.table(
         [
