@@ -114,15 +114,44 @@ class FieldOptions(_Strict):
         return "."
 
 
-_COMMA_LOCALES = {"de", "fr", "es", "it", "nl", "pt", "da", "sv", "nb", "no", "fi", "pl", "cs",
-                  "ru", "tr", "el", "hu", "ro", "id"}
+_COMMA_LOCALES = {
+    "de",
+    "fr",
+    "es",
+    "it",
+    "nl",
+    "pt",
+    "da",
+    "sv",
+    "nb",
+    "no",
+    "fi",
+    "pl",
+    "cs",
+    "ru",
+    "tr",
+    "el",
+    "hu",
+    "ro",
+    "id",
+}
 
 
 class FieldMapping(_Strict):
     """One declarative field-mapping step (layer 5); applied in order, no ``eval``."""
 
-    op: Literal["rename", "cast", "default", "constant", "value_map", "drop", "upper", "lower",
-                "concat", "substring"]
+    op: Literal[
+        "rename",
+        "cast",
+        "default",
+        "constant",
+        "value_map",
+        "drop",
+        "upper",
+        "lower",
+        "concat",
+        "substring",
+    ]
     field: str
     to: str | None = None
     """rename: new name; cast: arrow type name (int64, float64, string, decimal(p,s), date,

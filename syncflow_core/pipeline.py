@@ -93,8 +93,18 @@ class SyncCounts:
 
     def add(self, other: SyncCounts) -> None:
         """Accumulate another chunk's counts into this one."""
-        for name in ("fetched", "rejected", "inserted", "updated", "unchanged", "deleted",
-                     "pending", "resolved", "superseded", "parent_missing"):
+        for name in (
+            "fetched",
+            "rejected",
+            "inserted",
+            "updated",
+            "unchanged",
+            "deleted",
+            "pending",
+            "resolved",
+            "superseded",
+            "parent_missing",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.durations.items():
             self.durations[k] = self.durations.get(k, 0.0) + v
@@ -197,7 +207,11 @@ def extract(
     bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
     cursor = rt.state.get_cursor(entity, slice_key)
     start = bounds.lo
-    if cursor is not None and cursor.status in ("running", "paused") and cursor.last_key is not None:
+    if (
+        cursor is not None
+        and cursor.status in ("running", "paused")
+        and cursor.last_key is not None
+    ):
         start = cursor.last_key
     watermark = None
     src_rv = source_field(ent, ent.rowversion_field) if ent.rowversion_field else None
@@ -207,9 +221,15 @@ def extract(
     complete = True
     src_keys = _source_keys(ent)
     reader: Iterator[pa.Table] = iter(
-        source.read(ent.source, src_keys, start, bounds.hi, ent.chunk_size,
-                    watermark_field=src_rv if watermark is not None else None,
-                    watermark=watermark)
+        source.read(
+            ent.source,
+            src_keys,
+            start,
+            bounds.hi,
+            ent.chunk_size,
+            watermark_field=src_rv if watermark is not None else None,
+            watermark=watermark,
+        )
     )
     for chunk in reader:
         if chunk.num_rows:
@@ -310,23 +330,39 @@ def delta_batch(rt: Runtime, entity: str, slice_key: str, batch: Batch) -> Batch
         stored = target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     else:
         stored = None
-    result = classify(rows, stored, ent.delta_strategy,
-                      rowversion_field=ent.rowversion_field, complete_scope=True)
-    upserts = _concat([
-        result.inserts.append_column(OP, pa.array(["i"] * result.inserts.num_rows, pa.string())),
-        result.updates.append_column(OP, pa.array(["u"] * result.updates.num_rows, pa.string())),
-    ])
+    result = classify(
+        rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field, complete_scope=True
+    )
+    upserts = _concat(
+        [
+            result.inserts.append_column(
+                OP, pa.array(["i"] * result.inserts.num_rows, pa.string())
+            ),
+            result.updates.append_column(
+                OP, pa.array(["u"] * result.updates.num_rows, pa.string())
+            ),
+        ]
+    )
     dup_rejects = materialize_rejects(rows, result.rejects, entity)
     deletes = pa.table({KEY_HASH: pa.array(result.deletes, pa.string())})
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "rows"}
-    out.update({
-        "upserts": upserts,
-        "deletes": deletes,
-        "rejects": _concat([batch.table("rejects"), dup_rejects]),
-    })
-    return Batch(out, {**batch.info, "durations": durations, "unchanged": result.unchanged,
-                       "superseded": result.superseded})
+    out.update(
+        {
+            "upserts": upserts,
+            "deletes": deletes,
+            "rejects": _concat([batch.table("rejects"), dup_rejects]),
+        }
+    )
+    return Batch(
+        out,
+        {
+            **batch.info,
+            "durations": durations,
+            "unchanged": result.unchanged,
+            "superseded": result.superseded,
+        },
+    )
 
 
 def _parent_exists(rt: Runtime) -> Callable[[str, pa.Array], pa.Array]:
@@ -428,8 +464,15 @@ def load_batch(
         if complete:
             rt.state.finish_slice(entity, slice_key, run_id, conn=sconn)
         else:
-            rt.state.save_cursor(entity, slice_key, end, rows_done=fetched, run_id=run_id,
-                                 status="paused" if paused else "running", conn=sconn)
+            rt.state.save_cursor(
+                entity,
+                slice_key,
+                end,
+                rows_done=fetched,
+                run_id=run_id,
+                status="paused" if paused else "running",
+                conn=sconn,
+            )
     stop()
     return SyncCounts(
         fetched=fetched,
@@ -505,8 +548,9 @@ def resolve_pending(
     loadable = split.loadable
     # Only the newest waiting version per key loads (several may have queued for one key).
     stored = rt.target.identities_for(ent.table_name, loadable.column(KEY_HASH))
-    result = classify(loadable, stored, "hash", rowversion_field=ent.rowversion_field,
-                      complete_scope=False)
+    result = classify(
+        loadable, stored, "hash", rowversion_field=ent.rowversion_field, complete_scope=False
+    )
     upserts = without_row_ids(_concat([result.inserts, result.updates]))
     loaded_keys = loadable.column(KEY_HASH)
     still = pc.invert(pc.is_in(waiting.column("key_hash"), value_set=loaded_keys.combine_chunks()))
@@ -521,7 +565,9 @@ def resolve_pending(
             gone = still_waiting.filter(exhausted)
             failed = gone.num_rows
             if failed:
-                rt.state.add_failed_records(_parent_missing_rejects(entity, gone), run_id, conn=sconn)
+                rt.state.add_failed_records(
+                    _parent_missing_rejects(entity, gone), run_id, conn=sconn
+                )
                 rt.state.delete_pending(entity, gone.column("key_hash"), conn=sconn)
             retry = still_waiting.filter(pc.invert(exhausted))
             for n in sorted(set(pc.add(retry.column("attempts"), 1).to_pylist())):
@@ -549,8 +595,11 @@ def _parent_missing_rejects(entity: str, gone: pa.Table) -> pa.Table:
     n = gone.num_rows
     msgs = [
         f"parent {p}{k} never arrived after {MAX_ATTEMPTS} attempts"
-        for p, k in zip(gone.column("parent_entity").to_pylist(),
-                        gone.column("parent_key").to_pylist(), strict=True)
+        for p, k in zip(
+            gone.column("parent_entity").to_pylist(),
+            gone.column("parent_key").to_pylist(),
+            strict=True,
+        )
     ]
     return pa.table(
         [

@@ -134,8 +134,12 @@ class Runtime:
                     f"{cfg.jwt_secret_env} is not set"
                 )
             return ApiSmithSource(
-                cfg.base_url, secret, issuer=cfg.jwt_issuer, page_size=cfg.page_size,
-                timeout=cfg.timeout_seconds, max_retries=cfg.max_retries,
+                cfg.base_url,
+                secret,
+                issuer=cfg.jwt_issuer,
+                page_size=cfg.page_size,
+                timeout=cfg.timeout_seconds,
+                max_retries=cfg.max_retries,
             )
         raise ConfigError(f"{self.config.source_file}: {where}: unsupported source kind")
 

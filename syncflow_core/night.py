@@ -1,0 +1,51 @@
+"""Which slices a background tick should launch tonight.
+
+A *pass* is one sweep over all of an entity's slices. Each slice's cursor counts how many
+passes it has finished; the current pass is the lowest count, and a slice is done in this pass
+when its count is higher. A night may finish at most ``ceil(slices / days_to_complete)``
+slices, so a pass spreads over ``days_to_complete`` nights. Everything here is derived from
+state that survives a daemon restart (cursors in the state store, run tags in Dagster).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from syncflow_core.window import plan_tonight, slices_per_night
+
+__all__ = ["NightPlan", "plan_night"]
+
+
+@dataclass(frozen=True)
+class NightPlan:
+    """What a tick decided: the pass number, what is done, and what to launch now."""
+
+    pass_no: int
+    done_in_pass: frozenset[str]
+    quota: int
+    launch: tuple[str, ...]
+
+
+def plan_night(
+    slice_keys: Sequence[str],
+    completed_passes: Mapping[str, int],
+    days_to_complete: int,
+    *,
+    finished_tonight: set[str],
+    in_flight: set[str],
+) -> NightPlan:
+    """Slices to launch now: the next ones of the pass, within tonight's remaining quota.
+
+    ``completed_passes`` maps slice key to finished passes (missing = 0); ``finished_tonight``
+    are slices whose background run finished (not paused) in this night's window;
+    ``in_flight`` are slices with a queued or running run (they count against the quota and
+    are not launched twice).
+    """
+    counts = {k: completed_passes.get(k, 0) for k in slice_keys}
+    pass_no = min(counts.values()) if counts else 0
+    done = frozenset(k for k, c in counts.items() if c > pass_no)
+    quota = slices_per_night(len(slice_keys), days_to_complete)
+    remaining = max(0, quota - len(finished_tonight) - len(in_flight))
+    launch = plan_tonight(slice_keys, set(done) | in_flight | finished_tonight, remaining)
+    return NightPlan(pass_no, done, quota, tuple(launch))

@@ -1,0 +1,156 @@
+"""Night-window schedules: background syncs that spread an entity's slices over several nights.
+
+Each entity gets ``<entity>_night_window``: it ticks every 15 minutes in the entity's time zone.
+Outside the window a tick skips and says when the window opens. Inside, it launches the next
+slices of the current pass (in order, skipping done ones) up to tonight's quota,
+``ceil(slices / days_to_complete)``. Progress comes from the state store (cursors count
+finished passes) and Dagster's run storage (runs tagged with tonight's date), so restarting the
+daemon changes nothing, and run keys make a repeated tick launch nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+from dagster import (
+    DagsterRunStatus,
+    DefaultScheduleStatus,
+    RunRequest,
+    RunsFilter,
+    ScheduleDefinition,
+    ScheduleEvaluationContext,
+    SkipReason,
+    schedule,
+)
+from syncflow_core.slices import slice_keys
+
+from syncflow_core.config import EntityConfig, SyncFlowConfig
+from syncflow_core.night import plan_night
+from syncflow_core.window import next_window_start, night_of, window_bounds
+from syncflow_dagster.background import (
+    BACKGROUND_TAG,
+    NIGHT_TAG,
+    PASS_TAG,
+    PAUSED_TAG,
+    WINDOW_END_TAG,
+)
+from syncflow_dagster.jobs import entity_job
+from syncflow_dagster.resources import SyncFlowResource
+from syncflow_dagster.translation import ENTITY_TAG
+
+__all__ = ["build_schedules", "schedule_name"]
+
+PARTITION_TAG = "dagster/partition"
+IN_FLIGHT = [
+    DagsterRunStatus.QUEUED,
+    DagsterRunStatus.NOT_STARTED,
+    DagsterRunStatus.STARTING,
+    DagsterRunStatus.STARTED,
+]
+
+
+def schedule_name(entity: EntityConfig) -> str:
+    """``<entity>_night_window``."""
+    return f"{entity.name}_night_window"
+
+
+def _partitions(
+    context: ScheduleEvaluationContext, tags: dict[str, str], statuses: list[DagsterRunStatus]
+) -> dict[str, dict[str, str]]:
+    records = context.instance.get_run_records(RunsFilter(tags=tags, statuses=statuses))
+    return {
+        r.dagster_run.tags[PARTITION_TAG]: dict(r.dagster_run.tags)
+        for r in records
+        if PARTITION_TAG in r.dagster_run.tags
+    }
+
+
+def _night_ticks(
+    context: ScheduleEvaluationContext, entity: EntityConfig, syncflow: SyncFlowResource
+) -> Iterator[RunRequest | SkipReason]:
+    sched = entity.schedule
+    now = context.scheduled_execution_time or datetime.now(UTC)
+    if now.tzinfo is None:
+        now = now.replace(tzinfo=UTC)
+    bounds = window_bounds(now, sched)
+    if bounds is None:
+        opens = next_window_start(now, sched)
+        yield SkipReason(
+            f"outside the night window {sched.window_start:%H:%M}-{sched.window_end:%H:%M} "
+            f"{sched.timezone}; it opens at {opens.isoformat()}"
+        )
+        return
+    night = night_of(now, sched).isoformat()
+    keys = slice_keys(entity.slice_count)
+    with syncflow.runtime() as rt:
+        completed = {}
+        for key in keys:
+            cursor = rt.state.get_cursor(entity.name, key)
+            completed[key] = 0 if cursor is None else int(cursor.pass_no)
+    in_flight = set(_partitions(context, {ENTITY_TAG: entity.name}, IN_FLIGHT))
+    finished = {
+        part
+        for part, tags in _partitions(
+            context,
+            {ENTITY_TAG: entity.name, NIGHT_TAG: night, BACKGROUND_TAG: "true"},
+            [DagsterRunStatus.SUCCESS],
+        ).items()
+        if PAUSED_TAG not in tags
+    }
+    plan = plan_night(
+        keys, completed, sched.days_to_complete, finished_tonight=finished, in_flight=in_flight
+    )
+    if not plan.launch:
+        yield SkipReason(
+            f"nothing to launch: pass {plan.pass_no}, {len(plan.done_in_pass)}/{len(keys)} slices "
+            f"done, tonight's quota {plan.quota} used ({len(finished)} finished, "
+            f"{len(in_flight)} running)"
+        )
+        return
+    for key in plan.launch:
+        yield RunRequest(
+            run_key=f"{entity.name}:{night}:pass{plan.pass_no}:{key}",
+            partition_key=key,
+            tags={
+                ENTITY_TAG: entity.name,
+                BACKGROUND_TAG: "true",
+                NIGHT_TAG: night,
+                PASS_TAG: str(plan.pass_no),
+                WINDOW_END_TAG: bounds[1].isoformat(),
+            },
+        )
+
+
+def _tick_fn(entity: EntityConfig):  # type: ignore[no-untyped-def]
+    # A closure per entity: Dagster reads every parameter but the context as a resource.
+    def fn(
+        context: ScheduleEvaluationContext, syncflow: SyncFlowResource
+    ) -> Iterator[RunRequest | SkipReason]:
+        yield from _night_ticks(context, entity, syncflow)
+
+    return fn
+
+
+def build_schedules(config: SyncFlowConfig) -> list[ScheduleDefinition]:
+    """One night-window schedule per entity (off until turned on in the UI)."""
+    out = []
+    for entity in config.entities.values():
+        sched = entity.schedule
+        fn = _tick_fn(entity)
+        out.append(
+            schedule(
+                name=schedule_name(entity),
+                job=entity_job(config, entity),
+                cron_schedule="*/15 * * * *",
+                execution_timezone=sched.timezone,
+                default_status=DefaultScheduleStatus.STOPPED,
+                description=(
+                    f"Background sync of `{entity.name}` inside its night window "
+                    f"{sched.window_start:%H:%M}-{sched.window_end:%H:%M} {sched.timezone}: "
+                    f"{entity.slice_count} slices over {sched.days_to_complete} nights, "
+                    "resuming paused slices at their cursor."
+                ),
+            )(fn)
+        )
+    return out
