@@ -23,8 +23,8 @@ __all__ = [
     "ApiSmithSourceConfig",
     "ConfigError",
     "EntityConfig",
-    "FieldOptions",
     "FieldMapping",
+    "FieldOptions",
     "FileSourceConfig",
     "ParentRef",
     "ScheduleConfig",
@@ -82,7 +82,7 @@ class FieldOptions(_Strict):
     """Per-field normalization options (all optional)."""
 
     type: str | None = None
-    """Declared source type, e.g. ``NUMBER(12,2)``, ``DATE``, ``VARCHAR2(40)``; overrides reflection."""
+    """Declared source type (``NUMBER(12,2)``, ``DATE``, ``VARCHAR2(40)``); overrides reflection."""
     decimal_separator: Literal[".", ","] | None = None
     locale: str | None = None
     """``en_US``-style locale; ``de``/``fr``/``es``/``it``/``nl``/``pt`` imply a decimal comma."""
@@ -407,7 +407,8 @@ def parse_config(data: Any, source_file: str = "syncflow.yaml") -> SyncFlowConfi
             if isinstance(body, dict):
                 if "name" in body and body["name"] != key:
                     raise ConfigError(
-                        f"{source_file}: entity '{key}': name: {body['name']!r} differs from its key"
+                        f"{source_file}: entity '{key}': name: {body['name']!r} "
+                        "differs from its key"
                     )
                 body = {**body, "name": key}
             fixed[key] = body
@@ -492,7 +493,8 @@ def check_source_columns(
     for fld in entity.business_key_fields:
         if fld not in cols and fld not in mapped_out:
             raise ConfigError(
-                f"{f}: entity '{entity.name}': business_key_fields: field {fld!r} is not a source column"
+                f"{f}: entity '{entity.name}': business_key_fields: field {fld!r} "
+                "is not a source column"
             )
     if entity.rowversion_field and entity.rowversion_field not in cols:
         raise ConfigError(

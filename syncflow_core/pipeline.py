@@ -1,4 +1,6 @@
-"""Sync one slice of one entity end to end: source -> normalize -> identity -> delta -> resolve -> load.
+"""Sync one slice of one entity end to end.
+
+source -> normalize -> identity -> delta -> resolve -> load.
 
 Each stage is a plain function over `Batch`es, so the Dagster shell runs them as ops (and can
 re-execute from a failed one without re-reading the ERP), while `sync_slice` composes the same
@@ -66,7 +68,7 @@ __all__ = [
 
 OP = "__sf_op"  # 'i' insert / 'u' update, carried from delta to load for the counts
 MIN_ROWS_FOR_RATIO = 100
-"""The reject-ratio limit applies to batches of at least this many rows (3 rows, 1 bad, is noise)."""
+"""The reject-ratio limit applies from this many rows on (3 rows with 1 bad is noise)."""
 
 
 @dataclass

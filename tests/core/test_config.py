@@ -1,0 +1,139 @@
+"""syncflow.yaml validation: errors name file, entity and field; unknown keys are errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from syncflow_core.config import check_source_columns, load_config, parse_config
+from syncflow_core.errors import ConfigError
+
+
+def _doc(**entity_overrides: Any) -> dict[str, Any]:
+    orders: dict[str, Any] = {
+        "source": {"connection": "erp", "table": "SALES_ORDERS"},
+        "business_key_fields": ["order_no"],
+        "delta_strategy": "hash",
+    }
+    orders.update(entity_overrides)
+    return {
+        "sources": {"erp": {"kind": "sql", "url_env": "ERP_URL"}},
+        "target": {"url": "sqlite:///target.sqlite"},
+        "entities": {
+            "customers": {
+                "source": {"table": "CUSTOMERS"},
+                "business_key_fields": ["customer_no"],
+            },
+            "orders": orders,
+        },
+    }
+
+
+def _error(doc: dict[str, Any]) -> str:
+    with pytest.raises(ConfigError) as exc:
+        parse_config(doc)
+    return str(exc.value)
+
+
+def test_valid_config_defaults() -> None:
+    cfg = parse_config(_doc())
+    orders = cfg.entity("orders")
+    assert orders.schedule.window_start.hour == 19 and orders.schedule.window_end.hour == 7
+    assert orders.schedule.days_to_complete == 7
+    assert orders.slice_count == 7
+    assert orders.table_name == "orders"
+    assert cfg.state_store == cfg.target
+
+
+def test_unknown_key_is_an_error_naming_entity_and_field() -> None:
+    msg = _error(_doc(bussiness_key="x"))
+    assert msg == "syncflow.yaml: entity 'orders': bussiness_key: unknown key"
+
+
+def test_rowversion_strategy_needs_a_field() -> None:
+    msg = _error(_doc(delta_strategy="rowversion"))
+    assert "entity 'orders'" in msg and "rowversion_field" in msg
+
+
+def test_bad_strategy_and_bad_identifier() -> None:
+    assert "delta_strategy" in _error(_doc(delta_strategy="magic"))
+    msg = _error(_doc(business_key_fields=["order no; drop table x"]))
+    assert "entity 'orders': business_key_fields" in msg and "not a valid identifier" in msg
+
+
+def test_parent_ref_must_match_parent_key() -> None:
+    doc = _doc(parent_refs=[{"entity": "customers", "fields": {"cust": "customer_nr"}}])
+    msg = _error(doc)
+    assert "entity 'orders': parent_refs.0.fields" in msg and "customer_no" in msg
+    doc = _doc(parent_refs=[{"entity": "nobody", "fields": {"x": "y"}}])
+    assert "no entity 'nobody'" in _error(doc)
+
+
+def test_parent_cycle_is_refused() -> None:
+    doc = _doc(parent_refs=[{"entity": "customers", "fields": {"customer_no": "customer_no"}}])
+    doc["entities"]["customers"]["parent_refs"] = [
+        {"entity": "orders", "fields": {"order_no": "order_no"}}
+    ]
+    assert "cycle" in _error(doc)
+
+
+def test_self_reference_is_allowed() -> None:
+    doc = _doc()
+    doc["entities"]["employees"] = {
+        "source": {"table": "EMPLOYEES"},
+        "business_key_fields": ["emp_no"],
+        "parent_refs": [
+            {"entity": "employees", "fields": {"manager_no": "emp_no"}, "required": False}
+        ],
+    }
+    cfg = parse_config(doc)
+    assert cfg.parents_of("employees") == ()
+
+
+def test_password_in_url_is_refused_and_env_name_checked() -> None:
+    doc = _doc()
+    doc["target"] = {"url": "postgresql://bob:secret@db/x"}
+    assert "password" in _error(doc)
+    doc["target"] = {"url_env": "lower-case"}
+    assert "environment variable name" in _error(doc)
+
+
+def test_schedule_validation() -> None:
+    msg = _error(_doc(schedule={"timezone": "Mars/Olympus"}))
+    assert "entity 'orders': schedule.timezone" in msg
+    msg = _error(_doc(schedule={"window_start": "01:00", "window_end": "01:00"}))
+    assert "empty" in msg
+
+
+def test_load_config_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(_doc(extra_field=1)))
+    with pytest.raises(ConfigError, match=r"^mine\.yaml: entity 'orders': extra_field"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="file not found"):
+        load_config(tmp_path / "missing.yaml")
+    path.write_text("entities: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(path)
+
+
+def test_check_source_columns_names_the_missing_column() -> None:
+    cfg = parse_config(_doc(business_key_fields=["order_no"]))
+    with pytest.raises(ConfigError) as exc:
+        check_source_columns(cfg, cfg.entity("orders"), ["ORDER_ID", "TOTAL"])
+    assert str(exc.value) == (
+        "syncflow.yaml: entity 'orders': business_key_fields: field 'order_no' "
+        "is not a source column"
+    )
+    check_source_columns(cfg, cfg.entity("orders"), ["order_no", "TOTAL"])
+
+
+def test_locale_implies_decimal_separator() -> None:
+    cfg = parse_config(_doc(fields={"TOTAL": {"locale": "de_DE"}, "QTY": {"locale": "en_US"}}))
+    orders = cfg.entity("orders")
+    assert orders.field_options("TOTAL").effective_decimal_separator() == ","
+    assert orders.field_options("QTY").effective_decimal_separator() == "."
+    assert orders.field_options("OTHER").empty_is_null is True
