@@ -1,0 +1,679 @@
+"""SyncFlow's runtime state: slice plans and cursors, watermarks, failed records, pending children.
+
+Every write method takes an optional ``conn``: when the state store shares the target's
+database, the pipeline passes the target's transaction so a chunk's rows, its failed records,
+its pending children and the slice cursor commit together (or not at all). Without ``conn`` a
+method runs in its own short transaction. Writes are bulk (one executemany / chunked IN per
+call), never a round trip per row of a big batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, Protocol
+
+import pyarrow as pa
+import sqlalchemy as sa
+import uuid6
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.dialects import postgresql, sqlite
+
+from syncflow_core.keycodec import dumps_key, loads_key
+from syncflow_core.state.tables import (
+    failed_records,
+    pending_children,
+    slice_cursors,
+    slice_plans,
+    watermarks,
+)
+from syncflow_core.targets.engine import create_sql_engine
+
+__all__ = [
+    "FAILED_RECORD_SCHEMA",
+    "PENDING_SCHEMA",
+    "Cursor",
+    "PendingCounts",
+    "SliceBounds",
+    "StateStore",
+    "fingerprint",
+]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+# Arbitrary constant: serializes concurrent `upgrade()` calls on one PostgreSQL database.
+_MIGRATION_LOCK = 0x5F5F_5359_4E43
+
+Key = tuple[Any, ...]
+CursorStatus = str  # 'running' | 'paused' | 'done'
+
+_TS = pa.timestamp("us", tz="UTC")
+
+FAILED_RECORD_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("entity", pa.string()),
+        ("stage", pa.string()),
+        ("error_code", pa.string()),
+        ("message", pa.string()),
+        ("bridge_ref", pa.string()),
+        ("raw_row", pa.string()),
+        ("fingerprint", pa.string()),
+        ("first_seen_at", _TS),
+        ("last_seen_at", _TS),
+        ("last_run_id", pa.string()),
+        ("occurrences", pa.int64()),
+        ("status", pa.string()),
+    ]
+)
+
+PENDING_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("entity", pa.string()),
+        ("key_hash", pa.string()),
+        ("parent_entity", pa.string()),
+        ("parent_key", pa.string()),
+        ("parent_key_hash", pa.string()),
+        ("attempts", pa.int64()),
+        ("next_retry_at", _TS),
+        ("first_seen_at", _TS),
+        ("last_attempt_at", _TS),
+        ("row_json", pa.string()),
+        ("run_id", pa.string()),
+    ]
+)
+
+
+class SliceBounds(NamedTuple):
+    """One slice of an entity's key range ``(lo, hi]``; ``None`` = unbounded."""
+
+    slice_key: str
+    lo: Key | None
+    hi: Key | None
+
+
+class _HasBounds(Protocol):
+    @property
+    def slice_key(self) -> str: ...
+    @property
+    def lo(self) -> Key | None: ...
+    @property
+    def hi(self) -> Key | None: ...
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Progress inside one slice (the seed's ``current_offset`` is ``last_key``)."""
+
+    entity: str
+    slice_key: str
+    pass_no: int
+    last_key: Key | None
+    rows_done: int
+    status: CursorStatus
+    run_id: str | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class PendingCounts:
+    """How many children of an entity wait for a parent, and how long they have tried."""
+
+    total: int
+    due: int
+    by_parent: dict[str, int]
+    max_attempts: int
+
+
+def fingerprint(entity: str, stage: str, error_code: str, raw_row: str) -> str:
+    """Identity of a failed record: the same bad row failing the same way is one record."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (entity, stage, error_code, raw_row):
+        data = part.encode("utf-8")
+        # Length-prefix each part so ("ab", "c") and ("a", "bc") differ.
+        h.update(len(data).to_bytes(8, "big"))
+        h.update(data)
+    return h.hexdigest()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _new_id() -> str:
+    return str(uuid6.uuid7())
+
+
+def _values(arr: pa.Array | pa.ChunkedArray | Sequence[Any]) -> list[Any]:
+    if isinstance(arr, pa.Array | pa.ChunkedArray):
+        values: list[Any] = arr.to_pylist()
+        return values
+    return list(arr)
+
+
+def _insert(conn: sa.Connection, table: sa.Table) -> Any:
+    """A dialect insert that supports ``on_conflict_do_update``."""
+    if conn.dialect.name == "postgresql":
+        return postgresql.insert(table)
+    if conn.dialect.name == "sqlite":
+        return sqlite.insert(table)
+    raise NotImplementedError(f"state store does not support {conn.dialect.name}")
+
+
+def _chunk_size(conn: sa.Connection) -> int:
+    # SQLite builds before 3.32 allow 999 bound variables per statement.
+    return 900 if conn.dialect.name == "sqlite" else 10_000
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _wm_encode(value: int | str) -> tuple[str, str]:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise TypeError(f"watermark must be int or str, got {type(value).__name__}")
+    return (str(value), "int") if isinstance(value, int) else (value, "text")
+
+
+class StateStore:
+    """The state tables in one database (SQLite file or PostgreSQL), migrated by Alembic."""
+
+    def __init__(self, url: str, *, _engine: sa.Engine | None = None) -> None:
+        self._owns_engine = _engine is None
+        self.engine: sa.Engine = _engine if _engine is not None else create_sql_engine(url)
+
+    @classmethod
+    def from_engine(cls, engine: sa.Engine) -> StateStore:
+        """A store on an existing engine (e.g. the target's, to share its transactions)."""
+        return cls(str(engine.url), _engine=engine)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def upgrade(self) -> None:
+        """Migrate the database to the newest revision (idempotent; safe to run concurrently
+        on PostgreSQL, where an advisory lock serializes migrators)."""
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """One transaction on the state database."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Release the engine's connections (only when this store created the engine)."""
+        if self._owns_engine:
+            self.engine.dispose()
+
+    @contextmanager
+    def _tx(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.begin() as own:
+                yield own
+
+    # ------------------------------------------------------------------ slice plans
+
+    def save_slice_plan(
+        self, entity: str, slices: Sequence[_HasBounds], conn: sa.Connection | None = None
+    ) -> None:
+        """Store (replace) the entity's slice plan, in the given order."""
+        now = _now()
+        rows = [
+            {
+                "id": _new_id(),
+                "entity": entity,
+                "slice_key": s.slice_key,
+                "position": i,
+                "lo_key": dumps_key(s.lo),
+                "hi_key": dumps_key(s.hi),
+                "created_at": now,
+            }
+            for i, s in enumerate(slices)
+        ]
+        with self._tx(conn) as c:
+            c.execute(sa.delete(slice_plans).where(slice_plans.c.entity == entity))
+            if rows:
+                c.execute(sa.insert(slice_plans), rows)
+
+    def get_slice_plan(
+        self, entity: str, conn: sa.Connection | None = None
+    ) -> list[SliceBounds] | None:
+        """The entity's slices in order, or None when no plan was saved."""
+        q = (
+            sa.select(slice_plans.c.slice_key, slice_plans.c.lo_key, slice_plans.c.hi_key)
+            .where(slice_plans.c.entity == entity)
+            .order_by(slice_plans.c.position)
+        )
+        with self._tx(conn) as c:
+            rows = c.execute(q).all()
+        if not rows:
+            return None
+        return [SliceBounds(r.slice_key, loads_key(r.lo_key), loads_key(r.hi_key)) for r in rows]
+
+    # ------------------------------------------------------------------ cursors
+
+    def get_cursor(
+        self, entity: str, slice_key: str, conn: sa.Connection | None = None
+    ) -> Cursor | None:
+        """The slice's cursor, or None before its first committed chunk."""
+        q = sa.select(slice_cursors).where(
+            slice_cursors.c.entity == entity, slice_cursors.c.slice_key == slice_key
+        )
+        with self._tx(conn) as c:
+            r = c.execute(q).first()
+        if r is None:
+            return None
+        return Cursor(
+            entity=r.entity,
+            slice_key=r.slice_key,
+            pass_no=r.pass_no,
+            last_key=loads_key(r.last_key),
+            rows_done=r.rows_done,
+            status=r.status,
+            run_id=r.run_id,
+            updated_at=r.updated_at,
+        )
+
+    def _upsert_cursor(
+        self, conn: sa.Connection, values: dict[str, Any], on_conflict: dict[str, Any]
+    ) -> None:
+        stmt = _insert(conn, slice_cursors).values(id=_new_id(), **values)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[slice_cursors.c.entity, slice_cursors.c.slice_key], set_=on_conflict
+        )
+        conn.execute(stmt)
+
+    def save_cursor(
+        self,
+        entity: str,
+        slice_key: str,
+        last_key: Key | None,
+        rows_done: int = 0,
+        run_id: str | None = None,
+        status: CursorStatus = "running",
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Record progress after a committed chunk (``last_key`` = last key written)."""
+        if status not in ("running", "paused"):
+            raise ValueError(f"save_cursor status must be 'running' or 'paused', not {status!r}")
+        now = _now()
+        common = {
+            "last_key": dumps_key(last_key),
+            "rows_done": rows_done,
+            "status": status,
+            "run_id": run_id,
+            "updated_at": now,
+        }
+        with self._tx(conn) as c:
+            self._upsert_cursor(
+                c, {"entity": entity, "slice_key": slice_key, "pass_no": 1, **common}, common
+            )
+
+    def finish_slice(
+        self,
+        entity: str,
+        slice_key: str,
+        run_id: str | None = None,
+        rows_done: int | None = None,
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Mark the slice's pass done: status 'done', ``pass_no`` + 1, cursor back to the start."""
+        now = _now()
+        update: dict[str, Any] = {
+            "last_key": None,
+            "status": "done",
+            "run_id": run_id,
+            "updated_at": now,
+            "pass_no": slice_cursors.c.pass_no + 1,
+        }
+        if rows_done is not None:
+            update["rows_done"] = rows_done
+        insert = {
+            "entity": entity,
+            "slice_key": slice_key,
+            "pass_no": 2,
+            "last_key": None,
+            "rows_done": rows_done or 0,
+            "status": "done",
+            "run_id": run_id,
+            "updated_at": now,
+        }
+        with self._tx(conn) as c:
+            self._upsert_cursor(c, insert, update)
+
+    def pause_cursor(
+        self,
+        entity: str,
+        slice_key: str,
+        run_id: str | None = None,
+        conn: sa.Connection | None = None,
+    ) -> bool:
+        """Mark a running slice paused (window closed); False when it has no running cursor."""
+        stmt = (
+            sa.update(slice_cursors)
+            .where(
+                slice_cursors.c.entity == entity,
+                slice_cursors.c.slice_key == slice_key,
+                slice_cursors.c.status == "running",
+            )
+            .values(status="paused", run_id=run_id, updated_at=_now())
+        )
+        with self._tx(conn) as c:
+            return c.execute(stmt).rowcount > 0
+
+    # ------------------------------------------------------------------ watermarks
+
+    def get_watermark(
+        self, entity: str, slice_key: str | None = None, conn: sa.Connection | None = None
+    ) -> int | str | None:
+        """The stored row-version watermark (an int or a str, as it was set), or None."""
+        q = sa.select(watermarks.c.value, watermarks.c.value_type).where(
+            watermarks.c.entity == entity, self._wm_slice(slice_key)
+        )
+        with self._tx(conn) as c:
+            r = c.execute(q).first()
+        if r is None:
+            return None
+        return int(r.value) if r.value_type == "int" else str(r.value)
+
+    @staticmethod
+    def _wm_slice(slice_key: str | None) -> sa.ColumnElement[bool]:
+        if slice_key is None:
+            return watermarks.c.slice_key.is_(None)
+        return watermarks.c.slice_key == slice_key
+
+    def set_watermark(
+        self,
+        entity: str,
+        slice_key: str | None,
+        value: int | str,
+        conn: sa.Connection | None = None,
+    ) -> None:
+        """Store the watermark for the entity (``slice_key=None``) or one slice."""
+        text, kind = _wm_encode(value)
+        now = _now()
+        with self._tx(conn) as c:
+            done = c.execute(
+                sa.update(watermarks)
+                .where(watermarks.c.entity == entity, self._wm_slice(slice_key))
+                .values(value=text, value_type=kind, updated_at=now)
+            ).rowcount
+            if not done:
+                c.execute(
+                    sa.insert(watermarks).values(
+                        id=_new_id(), entity=entity, slice_key=slice_key, value=text,
+                        value_type=kind, updated_at=now,
+                    )
+                )
+
+    # ------------------------------------------------------------------ failed records
+
+    def add_failed_records(
+        self, rejects: pa.Table, run_id: str | None, conn: sa.Connection | None = None
+    ) -> int:
+        """Record rejects (`rejects.REJECT_SCHEMA`); return how many *new* records were opened.
+
+        A row already recorded (same entity, stage, error code and raw row) is not doubled: its
+        ``occurrences`` grows, ``last_seen_at``/``last_run_id`` move on and it is re-opened.
+        """
+        if rejects.num_rows == 0:
+            return 0
+        cols = {
+            n: rejects.column(n).to_pylist()
+            for n in ("entity", "stage", "error_code", "message", "bridge_ref", "raw_row")
+        }
+        now = _now()
+        by_fp: dict[str, dict[str, Any]] = {}
+        for i in range(rejects.num_rows):
+            fp = fingerprint(
+                cols["entity"][i], cols["stage"][i], cols["error_code"][i], cols["raw_row"][i]
+            )
+            rec = by_fp.get(fp)
+            if rec is not None:
+                rec["occurrences"] += 1
+                continue
+            by_fp[fp] = {
+                "id": _new_id(),
+                "entity": cols["entity"][i],
+                "stage": cols["stage"][i],
+                "error_code": cols["error_code"][i],
+                "message": cols["message"][i],
+                "bridge_ref": cols["bridge_ref"][i],
+                "raw_row": cols["raw_row"][i],
+                "fingerprint": fp,
+                "first_seen_at": now,
+                "last_seen_at": now,
+                "last_run_id": run_id,
+                "occurrences": 1,
+                "status": "open",
+            }
+        fps = list(by_fp)
+        with self._tx(conn) as c:
+            known: set[str] = set()
+            for part in _chunks(fps, _chunk_size(c)):
+                q = sa.select(failed_records.c.fingerprint).where(
+                    failed_records.c.fingerprint.in_(part)
+                )
+                known.update(c.execute(q).scalars())
+            stmt = _insert(c, failed_records)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[failed_records.c.fingerprint],
+                set_={
+                    "occurrences": failed_records.c.occurrences + stmt.excluded.occurrences,
+                    "last_seen_at": stmt.excluded.last_seen_at,
+                    "last_run_id": stmt.excluded.last_run_id,
+                    "message": stmt.excluded.message,
+                    "bridge_ref": stmt.excluded.bridge_ref,
+                    "status": "open",
+                },
+            )
+            c.execute(stmt, list(by_fp.values()))
+        return len(fps) - len(known)
+
+    def list_failed_records(
+        self,
+        entity: str | None = None,
+        status: str | None = "open",
+        conn: sa.Connection | None = None,
+    ) -> pa.Table:
+        """Failed records (`FAILED_RECORD_SCHEMA`), oldest first; ``None`` filters nothing."""
+        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names])
+        if entity is not None:
+            q = q.where(failed_records.c.entity == entity)
+        if status is not None:
+            q = q.where(failed_records.c.status == status)
+        q = q.order_by(failed_records.c.first_seen_at, failed_records.c.id)
+        with self._tx(conn) as c:
+            rows = c.execute(q).all()
+        return _rows_to_table(rows, FAILED_RECORD_SCHEMA)
+
+    def set_failed_status(
+        self,
+        ids: pa.Array | pa.ChunkedArray | Sequence[str],
+        status: str,
+        conn: sa.Connection | None = None,
+    ) -> int:
+        """Move failed records to 'open', 'replayed' or 'resolved'; return how many changed."""
+        if status not in ("open", "replayed", "resolved"):
+            raise ValueError(f"unknown failed-record status {status!r}")
+        n = 0
+        with self._tx(conn) as c:
+            for part in _chunks(_values(ids), _chunk_size(c)):
+                n += c.execute(
+                    sa.update(failed_records)
+                    .where(failed_records.c.id.in_(part))
+                    .values(status=status)
+                ).rowcount
+        return n
+
+    # ------------------------------------------------------------------ pending children
+
+    def upsert_pending(self, rows: pa.Table, conn: sa.Connection | None = None) -> int:
+        """Queue children waiting for a parent; a child already waiting gets the newer row.
+
+        ``rows`` has entity, key_hash, parent_entity, parent_key (JSON text from
+        `keycodec.dumps_key`, or a list column), parent_key_hash, row_json, next_retry_at
+        (UTC timestamps) and run_id. Attempts and ``first_seen_at`` of a waiting child stay.
+        """
+        if rows.num_rows == 0:
+            return 0
+        names = ["entity", "key_hash", "parent_entity", "parent_key_hash", "row_json",
+                 "next_retry_at", "run_id"]
+        missing = [n for n in [*names, "parent_key"] if n not in rows.column_names]
+        if missing:
+            raise ValueError(f"pending rows lack columns {missing}")
+        cols = {n: rows.column(n).to_pylist() for n in names}
+        pk_col = rows.column("parent_key")
+        parent_keys: list[Any] = pk_col.to_pylist()
+        if not pa.types.is_string(pk_col.type) and not pa.types.is_large_string(pk_col.type):
+            parent_keys = [dumps_key(tuple(v)) for v in parent_keys]
+        now = _now()
+        by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+        for i in range(rows.num_rows):
+            k = (cols["entity"][i], cols["key_hash"][i], cols["parent_entity"][i])
+            # The last occurrence wins: it is the newest version of the child row.
+            by_key[k] = {
+                "id": _new_id(),
+                "entity": k[0],
+                "key_hash": k[1],
+                "parent_entity": k[2],
+                "parent_key": parent_keys[i],
+                "parent_key_hash": cols["parent_key_hash"][i],
+                "attempts": 0,
+                "next_retry_at": cols["next_retry_at"][i],
+                "first_seen_at": now,
+                "last_attempt_at": None,
+                "row_json": cols["row_json"][i],
+                "run_id": cols["run_id"][i],
+            }
+        with self._tx(conn) as c:
+            stmt = _insert(c, pending_children)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=[
+                    pending_children.c.entity,
+                    pending_children.c.key_hash,
+                    pending_children.c.parent_entity,
+                ],
+                set_={
+                    "parent_key": stmt.excluded.parent_key,
+                    "parent_key_hash": stmt.excluded.parent_key_hash,
+                    "row_json": stmt.excluded.row_json,
+                    "next_retry_at": stmt.excluded.next_retry_at,
+                    "run_id": stmt.excluded.run_id,
+                },
+            )
+            c.execute(stmt, list(by_key.values()))
+        return len(by_key)
+
+    def due_pending(
+        self,
+        entity: str,
+        now: datetime | None,
+        parent_key_hashes: pa.Array | pa.ChunkedArray | Sequence[str] | None = None,
+        conn: sa.Connection | None = None,
+    ) -> pa.Table:
+        """Waiting children of ``entity`` (`PENDING_SCHEMA`), oldest first.
+
+        ``now`` given: only those due (``next_retry_at <= now``); ``None``: all of them.
+        ``parent_key_hashes`` given: only those waiting on one of these parent keys.
+        """
+        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+            pending_children.c.entity == entity
+        )
+        if now is not None:
+            base = base.where(pending_children.c.next_retry_at <= now)
+        order = (pending_children.c.first_seen_at, pending_children.c.id)
+        with self._tx(conn) as c:
+            if parent_key_hashes is None:
+                rows = list(c.execute(base.order_by(*order)).all())
+            else:
+                rows = []
+                for part in _chunks(_values(parent_key_hashes), _chunk_size(c)):
+                    q = base.where(pending_children.c.parent_key_hash.in_(part))
+                    rows.extend(c.execute(q).all())
+                rows.sort(key=lambda r: (r.first_seen_at, r.id))
+        return _rows_to_table(rows, PENDING_SCHEMA)
+
+    def bump_pending(
+        self,
+        ids: pa.Array | pa.ChunkedArray | Sequence[str],
+        next_retry_at: datetime,
+        conn: sa.Connection | None = None,
+    ) -> int:
+        """Count one more failed attempt and schedule the next; return rows changed."""
+        now = _now()
+        n = 0
+        with self._tx(conn) as c:
+            for part in _chunks(_values(ids), _chunk_size(c)):
+                n += c.execute(
+                    sa.update(pending_children)
+                    .where(pending_children.c.id.in_(part))
+                    .values(
+                        attempts=pending_children.c.attempts + 1,
+                        last_attempt_at=now,
+                        next_retry_at=next_retry_at,
+                    )
+                ).rowcount
+        return n
+
+    def delete_pending(
+        self,
+        entity: str,
+        key_hashes: pa.Array | pa.ChunkedArray | Sequence[str],
+        conn: sa.Connection | None = None,
+    ) -> int:
+        """Stop waiting for these children (loaded or failed); return rows removed."""
+        n = 0
+        with self._tx(conn) as c:
+            for part in _chunks(_values(key_hashes), _chunk_size(c)):
+                n += c.execute(
+                    sa.delete(pending_children).where(
+                        pending_children.c.entity == entity,
+                        pending_children.c.key_hash.in_(part),
+                    )
+                ).rowcount
+        return n
+
+    def pending_counts(
+        self, entity: str, now: datetime | None = None, conn: sa.Connection | None = None
+    ) -> PendingCounts:
+        """Totals of the entity's waiting children (for asset checks and metadata)."""
+        now = now or _now()
+        pc_ = pending_children.c
+        due = sa.func.sum(sa.case((pc_.next_retry_at <= now, 1), else_=0))
+        q = (
+            sa.select(pc_.parent_entity, sa.func.count(), due, sa.func.max(pc_.attempts))
+            .where(pc_.entity == entity)
+            .group_by(pc_.parent_entity)
+        )
+        with self._tx(conn) as c:
+            rows = c.execute(q).all()
+        by_parent = {r[0]: int(r[1]) for r in rows}
+        return PendingCounts(
+            total=sum(by_parent.values()),
+            due=sum(int(r[2] or 0) for r in rows),
+            by_parent=by_parent,
+            max_attempts=max((int(r[3]) for r in rows), default=0),
+        )
+
+
+def _rows_to_table(rows: Sequence[sa.Row[Any]], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.table(
+        [pa.array(list(col), f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )

@@ -1,0 +1,53 @@
+"""Engines for SyncFlow's databases (target and state store), with SQLite made transactional.
+
+Python's sqlite3 driver does not emit BEGIN before DDL and starts transactions lazily, so a
+"transaction" could silently commit a CREATE TABLE on its own. The standard SQLAlchemy recipe
+(driver autocommit off, our own BEGIN on `begin`) makes one `engine.begin()` one SQLite
+transaction. WAL + a busy timeout let parallel runs share a file.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+__all__ = ["create_sql_engine", "is_postgres", "is_sqlite"]
+
+_SQLITE_BUSY_MS = 30_000
+
+
+def create_sql_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
+    """An engine for ``url``; SQLite gets real transactions, WAL and a busy timeout."""
+    engine = sa.create_engine(url, **kwargs)
+    if engine.dialect.name == "sqlite":
+        _make_sqlite_transactional(engine)
+    return engine
+
+
+def _make_sqlite_transactional(engine: sa.Engine) -> None:
+    memory = engine.url.database in (None, "", ":memory:")
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout = {_SQLITE_BUSY_MS}")
+        if not memory:
+            cur.execute("PRAGMA journal_mode = WAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def is_sqlite(bind: sa.Engine | sa.Connection) -> bool:
+    """True for SQLite."""
+    return bind.dialect.name == "sqlite"
+
+
+def is_postgres(bind: sa.Engine | sa.Connection) -> bool:
+    """True for PostgreSQL."""
+    return bind.dialect.name == "postgresql"
