@@ -1,0 +1,22 @@
+# The SyncFlow code-location image: serves syncflow_dagster.definitions over gRPC and runs
+# Dagster runs (K8sRunLauncher reuses this image for run pods).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    DAGSTER_HOME=/opt/dagster/home
+
+WORKDIR /opt/syncflow
+COPY pyproject.toml README.md ./
+COPY syncflow_core ./syncflow_core
+COPY syncflow_dagster ./syncflow_dagster
+RUN pip install . \
+    && mkdir -p "$DAGSTER_HOME" \
+    && useradd --create-home --uid 10001 syncflow \
+    && chown -R syncflow "$DAGSTER_HOME"
+COPY deploy/dagster-postgres.yaml /opt/dagster/home/dagster.yaml
+
+USER syncflow
+EXPOSE 3030
+CMD ["dagster", "api", "grpc", "-m", "syncflow_dagster.definitions", "-h", "0.0.0.0", "-p", "3030"]

@@ -1,0 +1,110 @@
+"""Asset checks per entity (unpartitioned: each reads the whole target / state).
+
+- ``reject_ratio``: rejected / fetched of the latest run stays under ``reject_ratio_limit``.
+- ``unique_key_hash``: no ``_bridge_key_hash`` appears twice in the target table.
+- ``no_overdue_pending``: no child row waits in ``pending_children`` past its retry horizon.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetCheckResult,
+    AssetChecksDefinition,
+    AssetCheckSeverity,
+    AssetKey,
+    AssetRecordsFilter,
+    asset_check,
+)
+
+from syncflow_core.config import EntityConfig, SyncFlowConfig
+from syncflow_dagster.ops import RESOURCE_KEY
+from syncflow_dagster.resources import SyncFlowResource
+from syncflow_dagster.translation import entity_asset
+
+__all__ = ["build_all_checks", "build_entity_checks", "latest_run_metadata"]
+
+
+def latest_run_metadata(context: AssetCheckExecutionContext, key: AssetKey) -> dict[str, Any]:
+    """Counts summed over the materializations of the asset's most recent run ({} if none)."""
+    records = context.instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=key), limit=1000, ascending=False
+    ).records
+    if not records:
+        return {}
+    run_id = records[0].run_id
+    total: dict[str, Any] = {"run_id": run_id}
+    for rec in records:
+        if rec.run_id != run_id:
+            break
+        mat = rec.asset_materialization
+        if mat is None:
+            continue
+        for name in ("fetched", "rejected"):
+            mv = mat.metadata.get(name)
+            if mv is not None:
+                total[name] = total.get(name, 0) + int(mv.value)  # type: ignore[arg-type]
+    return total
+
+
+def _not_synced(key: AssetKey) -> AssetCheckResult:
+    return AssetCheckResult(
+        passed=True, description=f"{key.to_user_string()} has not been synced yet."
+    )
+
+
+def build_entity_checks(
+    config: SyncFlowConfig, entity: EntityConfig
+) -> list[AssetChecksDefinition]:
+    """The three checks of one entity."""
+    ent = entity_asset(config, entity)
+    key = ent.key
+    table = entity.table_name
+    name = entity.name
+    req = {RESOURCE_KEY}
+
+    @asset_check(asset=key, name="reject_ratio", required_resource_keys=req,
+                 description=f"Rejected share of the latest run <= {entity.reject_ratio_limit}.")
+    def reject_ratio(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        meta = latest_run_metadata(context, key)
+        if not meta:
+            return _not_synced(key)
+        fetched, rejected = int(meta.get("fetched", 0)), int(meta.get("rejected", 0))
+        ratio = rejected / fetched if fetched else 0.0
+        return AssetCheckResult(
+            passed=ratio <= entity.reject_ratio_limit,
+            metadata={"fetched": fetched, "rejected": rejected, "ratio": ratio,
+                      "limit": entity.reject_ratio_limit, "run_id": meta["run_id"]},
+        )
+
+    @asset_check(asset=key, name="unique_key_hash", required_resource_keys=req,
+                 description=f"No duplicate _bridge_key_hash in target table {table}.")
+    def unique_key_hash(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        if context.instance.get_latest_materialization_event(key) is None:
+            return _not_synced(key)
+        resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
+        with resource.runtime() as rt:
+            dupes = int(rt.target.duplicate_key_hashes(table))  # type: ignore[attr-defined]
+        return AssetCheckResult(passed=dupes == 0, metadata={"duplicate_key_hashes": dupes})
+
+    @asset_check(asset=key, name="no_overdue_pending", required_resource_keys=req,
+                 description=f"No {name} row waits for its parent past the retry horizon.")
+    def no_overdue_pending(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
+        with resource.runtime() as rt:
+            counts: Any = rt.state.pending_counts(name)  # type: ignore[attr-defined]
+        waiting, overdue = int(counts.get("waiting", 0)), int(counts.get("overdue", 0))
+        return AssetCheckResult(
+            passed=overdue == 0,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"waiting": waiting, "overdue": overdue},
+        )
+
+    return [reject_ratio, unique_key_hash, no_overdue_pending]
+
+
+def build_all_checks(config: SyncFlowConfig) -> list[AssetChecksDefinition]:
+    """Checks for every entity."""
+    return [c for e in config.entities.values() for c in build_entity_checks(config, e)]

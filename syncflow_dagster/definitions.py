@@ -1,0 +1,53 @@
+"""The code location: ``dagster api grpc -m syncflow_dagster.definitions``.
+
+Thin on purpose: load syncflow.yaml (``$SYNCFLOW_CONFIG`` or the bundled demo) and build
+Definitions from it.
+"""
+
+from __future__ import annotations
+
+import os
+
+from dagster import Definitions, EnvVar, in_process_executor
+
+from syncflow_core.config import SyncFlowConfig
+from syncflow_dagster.assets import build_entity_assets
+from syncflow_dagster.checks import build_all_checks
+from syncflow_dagster.io_manager import BatchIOManager
+from syncflow_dagster.jobs import entity_job
+from syncflow_dagster.ops import BATCH_IO_MANAGER_KEY, RESOURCE_KEY
+from syncflow_dagster.resources import SyncFlowResource, load_syncflow_config
+from syncflow_dagster.schedules import build_schedules
+from syncflow_dagster.sensors import build_resolution_jobs, build_sensors
+
+__all__ = ["BATCH_DIR_ENV", "build_definitions", "defs"]
+
+BATCH_DIR_ENV = "SYNCFLOW_BATCH_DIR"
+"""Optional folder/URL for stage outputs (default: under the instance's storage directory)."""
+
+
+def build_definitions(config: SyncFlowConfig, config_path: str | None = None) -> Definitions:
+    """Assets, checks, jobs, schedules, sensors and resources for ``config``.
+
+    Runs execute in process: an entity's graph is a chain, so a subprocess per op would only
+    add start-up time; parallelism comes from many runs (one per slice).
+    """
+    batch_dir: EnvVar | None = EnvVar(BATCH_DIR_ENV) if os.environ.get(BATCH_DIR_ENV) else None
+    resolution_jobs = build_resolution_jobs(config)
+    return Definitions(
+        assets=build_entity_assets(config),
+        asset_checks=build_all_checks(config),
+        # The schedules carry each entity's sync job; the sensors launch the resolution jobs.
+        jobs=[*(entity_job(config, e) for e in config.entities.values()),
+              *resolution_jobs.values()],
+        schedules=build_schedules(config),
+        sensors=build_sensors(config, resolution_jobs),
+        resources={
+            RESOURCE_KEY: SyncFlowResource(config_path=config_path),
+            BATCH_IO_MANAGER_KEY: BatchIOManager(base_dir=batch_dir),  # type: ignore[arg-type]
+        },
+        executor=in_process_executor,
+    )
+
+
+defs = build_definitions(load_syncflow_config())
