@@ -1,0 +1,150 @@
+"""Layer 3: parse numbers from text for int/decimal/float fields.
+
+Accepted (``D`` = the field's decimal separator, ``G`` = grouping):
+
+- grouping by the other separator, a space, NBSP (U+00A0), figure space (U+2007), thin space
+  (U+2009), narrow NBSP (U+202F) or an apostrophe (ASCII or U+2019), in groups of three:
+  ``10,000``, ``1.234,56``, ``1 234,56``, ``1'234.50``. Grouping that is not in threes
+  (``1,5`` in a ``.``-field) is a reject, because it is usually a wrong decimal separator.
+- a sign: leading ``+``/``-``, trailing ``-`` (``1234-``) or accounting parentheses
+  (``(1,234.50)`` -> -1234.5);
+- a currency symbol or code before or after the number: ``€ $ £ ¥ EUR USD GBP CHF JPY``;
+- an exponent: ``1.5E3``;
+- a percent sign: **``12.5%`` means 0.125** (the value is divided by 100, always). A
+  percentage stored as 12.5 should be written without the sign.
+
+A value that matches none of this, has a fraction for an int field, has more fractional digits
+than a decimal field's scale, or overflows, is a reject with code ``invalid_number``; never NaN.
+
+Speed: a strict regex recognizes the common shape (optional sign, groups by the locale's own
+grouping character, a decimal part); those rows are canonicalized with two literal replaces.
+Only the other rows go through the full ``extract_regex``. Casts are Arrow's safe casts; the
+rare failures are isolated per value (`try_cast`).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncflow_core.batch import StageResult
+from syncflow_core.config import EntityConfig
+from syncflow_core.normalize.plan import FieldPlan, plan_fields
+from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
+from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
+
+__all__ = ["STAGE", "parse_number_text", "parse_numbers"]
+
+STAGE = "numbers"
+CODE = "invalid_number"
+
+_SPACES = " \u00a0\u2007\u2009\u202f'\u2019"
+_CURRENCY = r"(?:[€$£¥]|(?i:EUR|USD|GBP|CHF|JPY))"
+
+
+def _patterns(dec: str) -> tuple[str, str, str]:
+    grp = "," if dec == "." else "."
+    d, g = re.escape(dec), re.escape(grp)
+    simple = rf"^[+-]?(?:\d{{1,3}}(?:{g}\d{{3}})+|\d+)(?:{d}\d+)?$"
+    gclass = f"[{g}{_SPACES}]"
+    full = (
+        rf"^(?P<open>\()?\s*(?P<s1>[+-])?\s*{_CURRENCY}?\s*(?P<s2>[+-])?\s*"
+        rf"(?P<int>\d{{1,3}}(?:{gclass}\d{{3}})+|\d*)(?:{d}(?P<frac>\d*))?"
+        rf"(?:[eE](?P<exp>[+-]?\d{{1,4}}))?\s*(?P<pct>%)?\s*{_CURRENCY}?\s*(?P<pct2>%)?\s*"
+        rf"(?P<trail>-)?\s*(?P<close>\))?$"
+    )
+    return simple, full, gclass
+
+
+def _canonical_full(values: pa.Array, dec: str) -> pa.Array:
+    """Canonical ``[-]digits[.digits][e±n]`` text for messy values; null where invalid."""
+    _, full, gclass = _patterns(dec)
+    parts = pc.extract_regex(values, full)
+    f = {name: pc.struct_field(parts, name) for name in
+         ("open", "s1", "s2", "int", "frac", "exp", "pct", "pct2", "trail", "close")}
+    ok = pc.is_valid(parts)
+    has_open, has_close = pc.not_equal(f["open"], ""), pc.not_equal(f["close"], "")
+    ok = pc.and_(ok, pc.equal(has_open, has_close))
+    ok = pc.and_(ok, pc.or_(pc.not_equal(f["int"], ""), pc.not_equal(f["frac"], "")))
+    minus = pc.add(
+        pc.add(pc.equal(f["s1"], "-").cast(pa.int8()), pc.equal(f["s2"], "-").cast(pa.int8())),
+        pc.add(pc.equal(f["trail"], "-").cast(pa.int8()), has_open.cast(pa.int8())),
+    )
+    signs = pc.add(pc.add(pc.not_equal(f["s1"], "").cast(pa.int8()),
+                          pc.not_equal(f["s2"], "").cast(pa.int8())),
+                   pc.add(pc.not_equal(f["trail"], "").cast(pa.int8()),
+                          has_open.cast(pa.int8())))
+    ok = pc.and_(ok, pc.less_equal(signs, 1))  # one sign marker at most
+    pct = pc.or_(pc.not_equal(f["pct"], ""), pc.not_equal(f["pct2"], ""))
+    ok = pc.and_(ok, pc.invert(pc.and_(pc.not_equal(f["pct"], ""), pc.not_equal(f["pct2"], ""))))
+    digits = pc.replace_substring_regex(f["int"], gclass, "")
+    digits = pc.if_else(pc.equal(digits, ""), "0", digits)
+    frac = pc.if_else(pc.equal(f["frac"], ""), "0", f["frac"])
+    exp = pc.if_else(pc.equal(f["exp"], ""), "0", f["exp"]).cast(pa.int64())
+    exp = pc.subtract(exp, pc.multiply(pct.cast(pa.int64()), 2))
+    sign = pc.if_else(pc.greater(minus, 0), "-", "")
+    body = pc.binary_join_element_wise(sign, digits, ".", frac, "")
+    with_exp = pc.binary_join_element_wise(body, "e", exp.cast(pa.string()), "")
+    canon = pc.if_else(pc.equal(exp, 0), body, with_exp)
+    return pc.if_else(ok, canon, pa.scalar(None, pa.string()))
+
+
+def parse_number_text(values: pa.Array, dec: str) -> pa.Array:
+    """Canonical number text (``-1234.5``, ``1.5e3``) for each value; null where invalid."""
+    simple, _, _ = _patterns(dec)
+    grp = "," if dec == "." else "."
+    is_simple = bool_mask(pc.match_substring_regex(values, simple))
+    canon = pc.replace_substring(values, grp, "") if is_simple.any() else values
+    if dec == "," and is_simple.any():
+        canon = pc.replace_substring(canon, ",", ".")
+    rest = ~is_simple & bool_mask(pc.is_valid(values))
+    out = pc.if_else(pa.array(is_simple), canon, pa.scalar(None, pa.string()))
+    if rest.any():
+        idx = pa.array(np.flatnonzero(rest))
+        out = scatter(out, rest, _canonical_full(values.take(idx), dec))
+    return out
+
+
+def _to_number(canon: pa.Array, plan: FieldPlan) -> tuple[pa.Array, BoolMask]:
+    if plan.kind == "float":
+        out, failed = try_cast(canon, pa.float64())
+        inf = bool_mask(pc.is_inf(out))
+        return pc.if_else(pa.array(inf), pa.scalar(None, pa.float64()), out), failed | inf
+    if plan.kind == "int":
+        # Through a wide decimal: Arrow then flags fractions and overflow per value.
+        wide, f1 = try_cast(canon, pa.decimal128(38, 18))
+        out, f2 = try_cast(wide, pa.int64())
+        return out, f1 | f2
+    return try_cast(canon, plan.arrow_type)
+
+
+def parse_numbers(
+    table: pa.Table,
+    entity: EntityConfig,
+    source_types: Mapping[str, str] | None = None,
+    plans: Mapping[str, FieldPlan] | None = None,
+) -> StageResult:
+    """Layer 3: text columns planned as int/decimal/float become numbers (see module doc)."""
+    table = ensure_row_ids(table)
+    if plans is None:
+        plans = plan_fields(table.schema, entity, source_types)
+    rc = RejectCollector(table, STAGE)
+    for col, plan in plans.items():
+        if not plan.is_numeric or col not in table.column_names:
+            continue
+        arr = as_array(table.column(col))
+        if not pa.types.is_string(arr.type):
+            continue
+        canon = parse_number_text(arr, plan.options.effective_decimal_separator())
+        out, failed = _to_number(canon, plan)
+        unparsed = bool_mask(pc.and_not(pc.is_valid(arr), pc.is_valid(canon)))
+        rc.add(unparsed, CODE, col, arr, "not a number")
+        what = {"int": "an integer (int64)", "float": "a float"}.get(
+            plan.kind, str(plan.declared or plan.arrow_type))
+        rc.add(failed, CODE, col, arr, f"does not fit {what}")
+        table = table.set_column(table.schema.get_field_index(col), col, out)
+    return rc.result(table)

@@ -1,0 +1,111 @@
+"""Layer 2: clean every string column.
+
+Per value: mojibake repaired (``MÃ¼nchen`` -> ``München``) with ftfy, control characters
+removed, Unicode NFC, leading/trailing whitespace trimmed (including CHAR padding, NBSP
+U+00A0, figure space U+2007, narrow NBSP U+202F, ideographic space, zero-width space and BOM),
+and ``''`` -> null where the field's ``empty_is_null`` (entity default True, Oracle semantics).
+
+Control characters: every C0/C1 control is removed; the whitespace controls (TAB, LF, VT, FF,
+CR, NEL) are replaced by a space rather than deleted, so ``'a\\tb'`` does not become ``'ab'``.
+
+Speed: a numpy scan of the UTF-8 bytes finds the rows that are not plain printable ASCII; only
+those go through the regex / NFC / ftfy path. ftfy runs only on values a regex flags as likely
+mojibake (a UTF-8 lead byte read as Latin-1/cp1252 followed by a continuation byte read the
+same way), so clean text never pays for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import ftfy
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncflow_core.batch import StageResult
+from syncflow_core.config import EntityConfig
+from syncflow_core.normalize.bytescan import row_bytes
+from syncflow_core.normalize.plan import FieldPlan, plan_fields
+from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
+from syncflow_core.normalize.safe_cast import as_array, bool_mask, scatter
+from syncflow_core.rejects import ROW_ID
+
+__all__ = ["MOJIBAKE_PATTERN", "STAGE", "clean_strings", "clean_text_values"]
+
+STAGE = "strings"
+
+# Continuation bytes 0x80-0xBF as Latin-1 (U+0080-U+00BF) or as cp1252's specials.
+_CONT = ("\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
+         "\u2013\u2014\u2018-\u201e\u2020-\u2022\u2026\u2030\u2039\u203a\u20ac\u2122")
+MOJIBAKE_PATTERN = f"[\u00c2-\u00f4][{_CONT}]"
+_WS_CONTROLS = "[\t\n\u000b\u000c\r\u0085]"
+_CONTROLS = "[\u0000-\u0008\u000e-\u001f\u007f-\u0084\u0086-\u009f]"
+_TRIM = ("\t\n\u000b\u000c\r \u0085\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+         "\u2007\u2008\u2009\u200a\u200b\u2028\u2029\u202f\u205f\u3000\ufeff")
+
+
+def _fix_mojibake(values: pa.Array) -> pa.Array:
+    flagged = bool_mask(pc.match_substring_regex(values, MOJIBAKE_PATTERN))
+    if not flagged.any():
+        return values
+    idx = np.flatnonzero(flagged)
+    raw = values.take(pa.array(idx)).to_pylist()
+    fixed = [ftfy.fix_encoding(v) if v is not None else None for v in raw]
+    return scatter(values, flagged, pa.array(fixed, pa.string()))
+
+
+def clean_text_values(values: pa.Array) -> pa.Array:
+    """The full cleaning of arbitrary text values (mojibake, controls, NFC, trim)."""
+    out = _fix_mojibake(values)
+    out = pc.replace_substring_regex(out, _WS_CONTROLS, " ")
+    out = pc.replace_substring_regex(out, _CONTROLS, "")
+    out = pc.utf8_normalize(out, "NFC")
+    return pc.utf8_trim(out, _TRIM)
+
+
+def _clean_column(arr: pa.Array, empty_is_null: bool) -> pa.Array:
+    rb = row_bytes(arr)
+    data = rb.data
+    # Rows with control bytes or any non-ASCII byte take the full (slower) path.
+    special = rb.rows_where((data < 0x20) | (data >= 0x7F))
+    nonempty, first, last = rb.edge_bytes()
+    padded = nonempty & ((first == 0x20) | (last == 0x20)) & ~special
+    out = arr
+    if padded.any():
+        if padded.mean() > 0.25:
+            out = pc.ascii_trim(out, " ")
+        else:
+            idx = pa.array(np.flatnonzero(padded))
+            out = scatter(out, padded, pc.ascii_trim(arr.take(idx), " "))
+    if special.any():
+        idx = pa.array(np.flatnonzero(special))
+        out = scatter(out, special, clean_text_values(arr.take(idx)))
+    if empty_is_null:
+        # After cleaning a value may have become empty; check the cleaned lengths.
+        empty = pc.equal(out, "")
+        if bool_mask(empty).any():
+            out = pc.if_else(empty, pa.scalar(None, pa.string()), out)
+    return out
+
+
+def clean_strings(
+    table: pa.Table,
+    entity: EntityConfig,
+    source_types: Mapping[str, str] | None = None,
+    plans: Mapping[str, FieldPlan] | None = None,
+) -> StageResult:
+    """Layer 2: clean all string columns (see module doc). Never rejects a row."""
+    table = ensure_row_ids(table)
+    if plans is None:
+        plans = plan_fields(table.schema, entity, source_types)
+    for i, field in enumerate(table.schema):
+        if field.name == ROW_ID or not pa.types.is_string(field.type):
+            continue
+        plan = plans.get(field.name)
+        opts = plan.options if plan is not None else entity.field_options(field.name)
+        empty_is_null = bool(opts.empty_is_null if opts.empty_is_null is not None
+                             else entity.empty_is_null)
+        out = _clean_column(as_array(table.column(i)), empty_is_null)
+        table = table.set_column(i, field.name, out)
+    return RejectCollector(table, STAGE).result(table)
