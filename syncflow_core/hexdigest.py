@@ -1,0 +1,128 @@
+"""Hash every value of an Arrow string column and return the digests as lowercase hex.
+
+The hash libraries (``xxhash``, ``blake3``) have no batch API, so one Python call per value is
+unavoidable. Everything around that call is kept out of the interpreter: the input bytes are
+sliced straight out of the Arrow data buffer (offsets read with numpy), the 16-byte digests are
+collected with ``b"".join`` into one buffer, and hex is produced by a numpy lookup table into a
+new Arrow string buffer (no per-row ``hexdigest`` strings).
+
+Measured on the 2-core dev box, per value: xxh3-128 ~0.2 us, BLAKE3 ~0.45 us. BLAKE3 is
+dominated by the binding's per-call overhead (creating a hasher costs ~0.5 us), so one hasher is
+reused with ``update``/``digest``/``reset``. Neither binding releases the GIL for inputs this
+small (two threads ran slower than one), so parallelism needs processes
+(`syncflow_core.parallel`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import xxhash
+from blake3 import blake3
+
+__all__ = ["DIGEST_BYTES", "HEX_CHARS", "Algorithm", "hash_hex", "hex_to_digests"]
+
+Algorithm = Literal["xxh3_128", "blake3_128"]
+
+DIGEST_BYTES = 16
+HEX_CHARS = 2 * DIGEST_BYTES
+
+# Byte -> two ASCII hex chars, as one uint16 so a single fancy-index does the whole buffer.
+_HEX_LUT = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+# ASCII hex char -> nibble value (255 = not a hex digit).
+_NIBBLE = np.full(256, 255, dtype=np.uint8)
+for _i, _c in enumerate(b"0123456789abcdef"):
+    _NIBBLE[_c] = _i
+for _i, _c in enumerate(b"ABCDEF", start=10):
+    _NIBBLE[_c] = _i
+
+
+def _xxh3_digests(data: bytes, starts: list[int], ends: list[int]) -> bytes:
+    h = xxhash.xxh3_128_digest
+    return b"".join([h(data[a:b]) for a, b in zip(starts, ends, strict=True)])
+
+
+def _blake3_digests(data: bytes, starts: list[int], ends: list[int]) -> bytes:
+    # One reused hasher: constructing a blake3 object per value costs more than hashing it.
+    hasher = blake3()
+    update, digest, reset = hasher.update, hasher.digest, hasher.reset
+    out: list[bytes] = []
+    append = out.append
+    for a, b in zip(starts, ends, strict=True):
+        update(data[a:b])
+        append(digest(DIGEST_BYTES))
+        reset()
+    return b"".join(out)
+
+
+_LOOPS: dict[str, Callable[[bytes, list[int], list[int]], bytes]] = {
+    "xxh3_128": _xxh3_digests,
+    "blake3_128": _blake3_digests,
+}
+
+
+def _hex_array(digests: bytes, n: int, validity: pa.Buffer | None) -> pa.Array:
+    """Turn ``n`` concatenated 16-byte digests into a 32-char lowercase hex string array."""
+    hexed = _HEX_LUT[np.frombuffer(digests, dtype=np.uint8)]
+    offsets = np.arange(0, HEX_CHARS * (n + 1), HEX_CHARS, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(hexed)]
+    )
+
+
+def _hash_chunk(arr: pa.Array, algorithm: Algorithm) -> pa.Array:
+    n = len(arr)
+    if n == 0:
+        return pa.array([], pa.string())
+    if arr.type != pa.string() and arr.type != pa.binary():
+        arr = arr.cast(pa.string())
+    bufs = arr.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=arr.offset * 4)
+    lo = int(offsets[0])
+    data = b"" if bufs[2] is None else bufs[2].slice(lo, int(offsets[-1]) - lo).to_pybytes()
+    rel = offsets - lo
+    digests = _LOOPS[algorithm](data, rel[:-1].tolist(), rel[1:].tolist())
+    validity = None
+    if arr.null_count:
+        # Nulls stay null; the digest computed for the (empty) null slot is masked out.
+        validity = pc.is_valid(arr).buffers()[1]
+    return _hex_array(digests, n, validity)
+
+
+def hash_hex(values: pa.Array | pa.ChunkedArray, algorithm: Algorithm) -> pa.ChunkedArray:
+    """Hash each UTF-8 value with ``algorithm`` into 32 lowercase hex chars; null stays null.
+
+    ``xxh3_128`` is XXH3-128 with seed 0 in canonical (big-endian) byte order, i.e. what
+    ``xxhash.xxh3_128_hexdigest`` prints; ``blake3_128`` is the first 16 bytes of the BLAKE3
+    output (unkeyed), i.e. ``blake3(v).hexdigest(16)``.
+    """
+    chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
+    return pa.chunked_array([_hash_chunk(c, algorithm) for c in chunks], pa.string())
+
+
+def hex_to_digests(hexes: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Decode 32-char hex strings to ``fixed_size_binary(16)`` (nulls stay null).
+
+    Raises ``ValueError`` if a non-null value is not exactly 32 hex digits.
+    """
+    arr = hexes.combine_chunks() if isinstance(hexes, pa.ChunkedArray) else hexes
+    n = len(arr)
+    arr = arr.cast(pa.string())
+    filled = pc.fill_null(arr, "0" * HEX_CHARS) if arr.null_count else arr
+    bufs = filled.buffers()
+    offsets = np.frombuffer(bufs[1], dtype=np.int32, count=n + 1, offset=filled.offset * 4)
+    if n and not np.all(np.diff(offsets) == HEX_CHARS):
+        raise ValueError("hash values must be 32 hex characters")
+    raw = np.frombuffer(bufs[2], dtype=np.uint8)[offsets[0] : offsets[-1]] if n else np.zeros(0)
+    nib = _NIBBLE[raw.astype(np.uint8)]
+    if n and (nib == 255).any():
+        raise ValueError("hash values must be hexadecimal")
+    packed = ((nib[0::2] << 4) | nib[1::2]).astype(np.uint8)
+    validity = pc.is_valid(arr).buffers()[1] if arr.null_count else None
+    return pa.Array.from_buffers(
+        pa.binary(DIGEST_BYTES), n, [validity, pa.py_buffer(packed.tobytes())]
+    )

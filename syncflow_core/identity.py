@@ -1,0 +1,453 @@
+"""Row identity: business-key hash, data hash, row version and a human-readable ref.
+
+`identify` adds four tracking columns to a normalized batch:
+
+- ``_bridge_key_hash``: XXH3-128 (seed 0, canonical big-endian bytes) of the BK input below,
+  32 lowercase hex chars.
+- ``_bridge_data_hash``: BLAKE3 (unkeyed) of the DATA input below, first 16 bytes of the
+  output, 32 lowercase hex chars.
+- ``_bridge_rowversion``: the entity's ``rowversion_field`` as int64 (integer types, decimals of
+  scale <= 0 that fit) or string (text types as they are, anything else as its canonical
+  text); a null string column when the entity has no row version.
+- ``_bridge_ref``: ``entity[field=value,...]`` with the canonical text of each key value.
+
+Rows with a null business-key value are rejected (stage ``identity``, code
+``null_business_key``); `ROW_ID` is kept (added if missing).
+
+Data fields are all columns except: hidden ``__sf_*`` columns (`ROW_ID`), ``_bridge_*``
+columns, the row-version field and the business-key fields.
+
+Canonical encoding, version 1 (hashes are persisted: changing anything here forces a re-hash
+migration; ``tests/core/golden/identity_v1.json`` freezes it)
+-----------------------------------------------------------------------------------------------
+Each non-null value is turned into text from its Arrow type; ``encode_column`` returns this
+text, null stays null:
+
+====  =====================================  ==================================================
+tag   Arrow types                            text
+====  =====================================  ==================================================
+s     string, large_string, string_view,     the string in Unicode NFC, UTF-8
+      dictionary of those
+i     int8..int64, uint8..uint64             decimal digits, ``-`` sign, no leading zeros
+n     decimal32/64/128/256                   plain positional notation, no exponent, no
+                                             trailing fractional zeros, no trailing ``.``;
+                                             zero is ``0`` (``10.50`` -> ``10.5``, ``10.00``
+                                             -> ``10``, ``-0.00`` -> ``0``); decimals of
+                                             different scale but equal value encode equal
+f     float16/32/64                          Arrow's float->string cast (double-conversion
+                                             shortest round-trip digits: ``0.1``, ``1``,
+                                             ``1e+20``, ``1e-7``, ``nan``, ``inf``, ``-inf``);
+                                             ``-0`` -> ``0``; float16 goes through float32
+d     date32, date64                         ``YYYY-MM-DD``
+t     timestamp (any unit, any zone)         UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (always 6
+                                             fraction digits; naive timestamps are taken as
+                                             UTC; nanoseconds are truncated to microseconds)
+h     time32, time64                         ``HH:MM:SS.ffffff``
+b     bool                                   ``true`` / ``false``
+x     binary, large_binary, fixed_size_      lowercase hex of the bytes
+      binary, binary_view
+====  =====================================  ==================================================
+
+A *tagged* value is ``<tag>:<text>`` where, in ``s`` text only (no other text can contain
+them), ``\\`` is written ``\\\\`` and ``|`` is written ``\\|`` (escape first, then separator).
+The separator ``|`` therefore never occurs unescaped inside a tagged value, so splitting on
+unescaped ``|`` recovers the tuple: ``("a|b", "c")`` -> ``s:a\\|b|s:c`` and ``("a", "b|c")`` ->
+``s:a|s:b\\|c`` differ.
+
+- BK input: the tagged business-key values in configured key order joined by ``|``, e.g.
+  ``s:SO-1001|i:3``. Field names are not part of it, so a child's columns that carry a
+  parent's key (`key_hashes`) hash like the parent's own key when the types match.
+- DATA input: ``name=tagged`` for every *non-null* data field, sorted by column name (Unicode
+  code point order, i.e. Python's ``sorted``), joined by ``|``, e.g.
+  ``amount=n:10.5|name=s:Foo``. In names ``\\``, ``|`` and ``=`` are backslash-escaped. A row
+  whose data fields are all null has the empty string as input. Because nulls are left out,
+  adding an all-null column or reordering columns changes no hash; a null therefore needs no
+  marker.
+
+Column types other than those above (lists, structs, durations, ...) are rejected with a
+``TypeError`` naming the column: they have no canonical text yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from decimal import Decimal
+from functools import reduce
+from typing import TypeAlias
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from syncflow_core.batch import StageResult
+from syncflow_core.config import EntityConfig
+from syncflow_core.errors import ConfigError
+from syncflow_core.hexdigest import hash_hex
+from syncflow_core.rejects import ROW_ID, empty_reject_specs, reject_specs, with_row_ids
+
+__all__ = [
+    "BATCH_ID",
+    "BRIDGE_COLUMNS",
+    "DATA_HASH",
+    "DELETED_AT",
+    "ENCODING_VERSION",
+    "ESCAPE",
+    "KEY_HASH",
+    "REF",
+    "ROWVERSION",
+    "SEPARATOR",
+    "SYNCED_AT",
+    "data_fields",
+    "data_hashes",
+    "data_inputs",
+    "encode_column",
+    "identify",
+    "key_hashes",
+    "key_inputs",
+    "type_tag",
+]
+
+KEY_HASH = "_bridge_key_hash"
+DATA_HASH = "_bridge_data_hash"
+ROWVERSION = "_bridge_rowversion"
+REF = "_bridge_ref"
+BATCH_ID = "_bridge_batch_id"
+SYNCED_AT = "_bridge_synced_at"
+DELETED_AT = "_bridge_deleted_at"
+BRIDGE_COLUMNS = (KEY_HASH, DATA_HASH, ROWVERSION, REF, BATCH_ID, SYNCED_AT, DELETED_AT)
+
+ENCODING_VERSION = 1
+SEPARATOR = "|"
+ESCAPE = "\\"
+_HIDDEN_PREFIX = "__sf_"
+_BRIDGE_PREFIX = "_bridge_"
+
+Column: TypeAlias = pa.Array | pa.ChunkedArray
+
+
+def type_tag(t: pa.DataType) -> str:
+    """The one-letter tag of an Arrow type in the canonical encoding (``TypeError`` if none)."""
+    if pa.types.is_dictionary(t):
+        return type_tag(t.value_type)
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "s"
+    if pa.types.is_integer(t):
+        return "i"
+    if pa.types.is_decimal(t):
+        return "n"
+    if pa.types.is_floating(t):
+        return "f"
+    if pa.types.is_date(t):
+        return "d"
+    if pa.types.is_timestamp(t):
+        return "t"
+    if pa.types.is_time(t):
+        return "h"
+    if pa.types.is_boolean(t):
+        return "b"
+    if (
+        pa.types.is_binary(t)
+        or pa.types.is_large_binary(t)
+        or pa.types.is_fixed_size_binary(t)
+        or pa.types.is_binary_view(t)
+    ):
+        return "x"
+    raise TypeError(f"no canonical encoding for Arrow type {t}")
+
+
+def _chunks(arr: Column) -> list[pa.Array]:
+    return list(arr.chunks) if isinstance(arr, pa.ChunkedArray) else [arr]
+
+
+def _map_chunks(fn: Callable[[pa.Array], pa.Array], arr: Column) -> pa.ChunkedArray:
+    return pa.chunked_array([fn(c) for c in _chunks(arr)], pa.string())
+
+
+_HEX_LUT = np.frombuffer(b"".join(f"{i:02x}".encode() for i in range(256)), dtype=np.uint16)
+
+
+def _hex_chunk(arr: pa.Array) -> pa.Array:
+    n = len(arr)
+    t = arr.type
+    if pa.types.is_fixed_size_binary(t):
+        width = t.byte_width
+        buf = arr.buffers()[1]
+        raw = np.frombuffer(buf, np.uint8)[arr.offset * width : (arr.offset + n) * width]
+        offsets = np.arange(0, 2 * width * (n + 1), 2 * width, dtype=np.int64)
+    else:
+        if not pa.types.is_large_binary(t):
+            arr = arr.cast(pa.large_binary())
+        bufs = arr.buffers()
+        off = np.frombuffer(bufs[1], np.int64, count=n + 1, offset=arr.offset * 8)
+        raw = (
+            np.frombuffer(bufs[2], np.uint8)[off[0] : off[-1]]
+            if bufs[2] is not None
+            else np.zeros(0, np.uint8)
+        )
+        offsets = (off - off[0]) * 2
+    hexed = _HEX_LUT[raw]
+    validity = pc.is_valid(arr).buffers()[1] if arr.null_count else None
+    out = pa.Array.from_buffers(
+        pa.large_string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(hexed)]
+    )
+    return out.cast(pa.string())
+
+
+def _fix_decimal_chunk(s: pa.Array) -> pa.Array:
+    """Rewrite exponent forms Arrow prints for |x| < 1e-6 or negative scales (rare)."""
+    flagged = pc.match_substring(s, "E")
+    if not pc.any(flagged).as_py():
+        return s
+    fixed = []
+    for text in pc.filter(s, flagged).to_pylist():
+        d = Decimal(text)
+        fixed.append("0" if d == 0 else format(d.normalize(), "f"))
+    return pc.replace_with_mask(s, flagged, pa.array(fixed, pa.string()))
+
+
+def _encode_decimal(arr: Column) -> pa.ChunkedArray:
+    s = pa.chunked_array(_chunks(arr.cast(pa.string())), pa.string())
+    if arr.type.scale > 0:
+        # Every value has a '.', so stripping zeros stops at it at worst; then drop a bare '.'.
+        s = pc.ascii_rtrim(pc.ascii_rtrim(s, "0"), ".")
+    return _map_chunks(_fix_decimal_chunk, s)
+
+
+def _encode(arr: Column) -> pa.ChunkedArray:
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return _encode(arr.cast(t.value_type))
+    tag = type_tag(t)
+    out: Column
+    if tag == "s":
+        out = pc.utf8_normalize(arr.cast(pa.string()), "NFC")
+    elif tag in ("i", "b"):
+        out = arr.cast(pa.string())
+    elif tag == "n":
+        out = _encode_decimal(arr)
+    elif tag == "f":
+        if pa.types.is_float16(t):
+            arr = arr.cast(pa.float32())
+        s = arr.cast(pa.string())
+        out = pc.if_else(pc.equal(s, "-0"), "0", s)
+    elif tag == "d":
+        out = arr.cast(pa.date32()).cast(pa.string())
+    elif tag == "t":
+        utc = pc.cast(arr, pa.timestamp("us", "UTC"), safe=False)
+        # Arrow prints "YYYY-MM-DD HH:MM:SS.ffffffZ" for a UTC microsecond timestamp.
+        out = pc.replace_substring(utc.cast(pa.string()), " ", "T", max_replacements=1)
+    elif tag == "h":
+        out = arr.cast(pa.time64("us")).cast(pa.string())
+    else:  # "x"
+        out = _map_chunks(_hex_chunk, arr)
+    return pa.chunked_array(_chunks(out), pa.string())
+
+
+def encode_column(arr: Column) -> Column:
+    """Canonical text (untagged, unescaped) of each value; null stays null.
+
+    Returns the same shape it was given (Array or ChunkedArray). See the module docstring.
+    """
+    if pa.types.is_null(arr.type):
+        return pa.nulls(len(arr), pa.string()) if isinstance(arr, pa.Array) else pa.chunked_array(
+            [pa.nulls(len(c), pa.string()) for c in arr.chunks], pa.string()
+        )
+    out = _encode(arr)
+    if isinstance(arr, pa.Array):
+        return out.combine_chunks() if out.num_chunks != 1 else out.chunk(0)
+    return out
+
+
+def _has_escape_bytes(s: pa.ChunkedArray) -> bool:
+    for c in s.chunks:
+        data = c.buffers()[2]
+        if data is None:
+            continue
+        # '|' is 0x7C and '\\' is 0x5C: they differ only in bit 0x20, one compare finds both.
+        if ((np.frombuffer(data, np.uint8) | 0x20) == 0x7C).any():
+            return True
+    return False
+
+
+def _tag_of(arr: Column, name: str) -> str:
+    try:
+        return type_tag(arr.type)
+    except TypeError as exc:
+        raise TypeError(f"column {name!r}: {exc}") from None
+
+
+def _escaped(arr: Column, name: str) -> tuple[str, pa.ChunkedArray]:
+    """(tag, canonical text with separator/escape chars escaped) of one column."""
+    tag = _tag_of(arr, name)
+    return tag, _escape_text(tag, _encode(arr))
+
+
+def _escape_text(tag: str, text: pa.ChunkedArray) -> pa.ChunkedArray:
+    if tag == "s" and _has_escape_bytes(text):
+        text = pc.replace_substring(text, ESCAPE, ESCAPE + ESCAPE)
+        text = pc.replace_substring(text, SEPARATOR, ESCAPE + SEPARATOR)
+    return pa.chunked_array(_chunks(text), pa.string())
+
+
+def _escape_name(name: str) -> str:
+    out = name.replace(ESCAPE, ESCAPE + ESCAPE)
+    return out.replace(SEPARATOR, ESCAPE + SEPARATOR).replace("=", ESCAPE + "=")
+
+
+def _join(parts: Sequence[Column | str], sep: str, skip_nulls: bool = False) -> pa.ChunkedArray:
+    handling = "skip" if skip_nulls else "emit_null"
+    out = pc.binary_join_element_wise(*parts, sep, null_handling=handling)
+    return pa.chunked_array(_chunks(out), pa.string())
+
+
+def _column(table: pa.Table, name: str) -> pa.ChunkedArray:
+    if table.column_names.count(name) != 1:
+        have = "is missing" if name not in table.column_names else "appears more than once"
+        raise ValueError(f"column {name!r} {have} in the batch")
+    return table.column(name)
+
+
+def key_inputs(table: pa.Table, fields: Sequence[str]) -> pa.ChunkedArray:
+    """The BK hash input strings (tagged, escaped, ``|``-joined); null if any value is null."""
+    if not fields:
+        raise ValueError("a business key needs at least one field")
+    parts: list[Column | str] = []
+    for f in fields:
+        tag, text = _escaped(_column(table, f), f)
+        parts.append(_join([f"{tag}:", text], ""))
+    if len(parts) == 1:
+        return pa.chunked_array(_chunks(parts[0]), pa.string())
+    return _join(parts, SEPARATOR)
+
+
+def key_hashes(table: pa.Table, fields: Sequence[str]) -> pa.ChunkedArray:
+    """``_bridge_key_hash`` of the values in ``fields`` (in that order); null if any is null.
+
+    For the parent resolver: pass the child's columns that hold the parent key, in the
+    parent's key order; the result equals the parent's own key hashes when the types match.
+    """
+    return hash_hex(key_inputs(table, fields), "xxh3_128")
+
+
+def data_fields(column_names: Iterable[str], entity: EntityConfig) -> list[str]:
+    """The data fields of a batch, sorted by name (see the module docstring for exclusions)."""
+    excluded = set(entity.business_key_fields)
+    if entity.rowversion_field:
+        excluded.add(entity.rowversion_field)
+    return sorted(
+        c
+        for c in set(column_names)
+        if c not in excluded and not c.startswith((_HIDDEN_PREFIX, _BRIDGE_PREFIX))
+    )
+
+
+def data_inputs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
+    """The DATA hash input strings: ``name=tagged`` of the non-null fields, sorted, ``|``-joined."""
+    parts: list[Column | str] = []
+    for f in sorted(set(fields)):
+        col = _column(table, f)
+        if pa.types.is_null(col.type) or col.null_count == len(col):
+            continue  # contributes nothing to any row; skipping saves the string work
+        tag, text = _escaped(col, f)
+        parts.append(_join([f"{_escape_name(f)}={tag}:", text], ""))
+    if not parts:
+        return pa.chunked_array([pa.array([""] * table.num_rows, pa.string())], pa.string())
+    if len(parts) == 1:
+        return pa.chunked_array(_chunks(pc.fill_null(parts[0], "")), pa.string())
+    return _join(parts, SEPARATOR, skip_nulls=True)
+
+
+def data_hashes(table: pa.Table, data_fields: Iterable[str]) -> pa.ChunkedArray:
+    """``_bridge_data_hash`` of each row over ``data_fields`` (order and nulls don't matter)."""
+    return hash_hex(data_inputs(table, data_fields), "blake3_128")
+
+
+def _rowversion(table: pa.Table, field: str | None) -> pa.ChunkedArray:
+    if field is None:
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.string())], pa.string())
+    col = _column(table, field)
+    t = col.type
+    if pa.types.is_dictionary(t):
+        col, t = col.cast(t.value_type), t.value_type
+    if pa.types.is_int64(t) or pa.types.is_string(t):
+        return col
+    if pa.types.is_integer(t) or (pa.types.is_decimal(t) and t.scale <= 0):
+        try:
+            return col.cast(pa.int64())
+        except pa.ArrowInvalid:
+            pass  # does not fit int64: fall through to its canonical text
+    if pa.types.is_null(t):
+        return pa.chunked_array([pa.nulls(table.num_rows, pa.string())], pa.string())
+    return encode_column(col)
+
+
+def _refs(entity: str, texts: Sequence[tuple[str, pa.ChunkedArray]]) -> pa.ChunkedArray:
+    parts: list[Column | str] = []
+    for i, (name, text) in enumerate(texts):
+        parts.append(f"{entity}[{name}=" if i == 0 else f",{name}=")
+        parts.append(text)
+    parts.append("]")
+    return _join(parts, "")
+
+
+def _null_key_message(rejected: pa.Table, fields: Sequence[str]) -> pa.Array:
+    names = _join(
+        [pc.if_else(pc.is_null(rejected.column(f)), f"'{f}'", None) for f in fields]
+        if len(fields) > 1
+        else [pa.array([f"'{fields[0]}'"] * rejected.num_rows, pa.string())],
+        ", ",
+        skip_nulls=True,
+    )
+    several = pc.match_substring(names, ",")
+    prefix = pc.if_else(several, "null business key fields: ", "null business key field: ")
+    return _join([prefix, names], "").combine_chunks()
+
+
+def identify(table: pa.Table, entity: EntityConfig) -> StageResult:
+    """Add ``_bridge_key_hash``, ``_bridge_data_hash``, ``_bridge_rowversion``, ``_bridge_ref``.
+
+    Rows with a null business-key value become rejects (stage ``identity``, code
+    ``null_business_key``, message naming the field). Existing tracking columns of those names
+    are replaced. Raises `ConfigError` if a key or row-version field is not a column.
+    """
+    bk = entity.business_key_fields
+    for f in (*bk, *([entity.rowversion_field] if entity.rowversion_field else [])):
+        if f not in table.column_names:
+            raise ConfigError(
+                f"entity '{entity.name}': field {f!r} is not a column of the batch "
+                f"(columns: {', '.join(c for c in table.column_names if c != ROW_ID)})"
+            )
+    table = with_row_ids(table)
+    table = table.drop_columns([c for c in (KEY_HASH, DATA_HASH, ROWVERSION, REF)
+                                if c in table.column_names])
+
+    rejects = empty_reject_specs()
+    if any(table.column(f).null_count for f in bk):
+        null_key = reduce(pc.or_, [pc.is_null(table.column(f)) for f in bk])
+        bad = table.filter(null_key)
+        rejects = reject_specs(
+            bad.column(ROW_ID), "identity", "null_business_key", _null_key_message(bad, bk)
+        )
+        table = table.filter(pc.invert(null_key))
+
+    tagged: list[Column | str] = []
+    ref_texts: list[tuple[str, pa.ChunkedArray]] = []
+    for f in bk:
+        col = table.column(f)
+        tag = _tag_of(col, f)
+        text = _encode(col)
+        tagged.append(_join([f"{tag}:", _escape_text(tag, text)], ""))
+        # The ref shows the plain canonical text; it is for humans, not for parsing.
+        ref_texts.append((f, text))
+    bk_input = tagged[0] if len(tagged) == 1 else _join(tagged, SEPARATOR)
+    assert isinstance(bk_input, pa.ChunkedArray)
+
+    key = hash_hex(bk_input, "xxh3_128")
+    data = data_hashes(table, data_fields(table.column_names, entity))
+    out = (
+        table.append_column(KEY_HASH, key)
+        .append_column(DATA_HASH, data)
+        .append_column(ROWVERSION, _rowversion(table, entity.rowversion_field))
+        .append_column(REF, _refs(entity.name, ref_texts))
+    )
+    return StageResult(out, rejects)
