@@ -1,0 +1,351 @@
+"""SQL source: SQLAlchemy reflects and builds the queries, ADBC fetches straight into Arrow.
+
+Queries are built with SQLAlchemy (quoted identifiers, bound values, row-value comparisons for
+composite keys) over a lightweight table whose columns carry no SQLAlchemy type, so values pass
+through raw in both directions: a key read from the database binds back unchanged as a cursor.
+
+The fast path compiles the statement for the dialect and runs it on an ADBC connection
+(PostgreSQL, SQLite), which returns an Arrow table without building Python objects. Other
+dialects, and SQLite chunks that ADBC cannot type (a number column holding text, as messy ERPs
+do), take the SQLAlchemy ``fetchall`` path; a column with mixed value types then comes back as
+lossless text rather than failing or dropping values.
+"""
+
+from __future__ import annotations
+
+import decimal
+import re
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql.base import PGDialect
+from sqlalchemy.engine import URL, Dialect
+
+from syncflow_core.config import SourceRef
+from syncflow_core.errors import SourceError
+from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
+
+__all__ = ["SqlSource"]
+
+_ADBC_DIALECTS = ("postgresql", "sqlite")
+
+
+class SqlSource:
+    """Rows of SQL tables; see the module docstring for the two read paths."""
+
+    def __init__(self, url: str, schema: str | None = None, *, use_adbc: bool = True) -> None:
+        """``url`` is a SQLAlchemy URL; ``schema`` is the default schema of bare table names."""
+        self._url: URL = sa.engine.make_url(url)
+        self._schema = schema
+        self._engine = sa.create_engine(self._url)
+        self._use_adbc = use_adbc and self._adbc_uri() is not None
+        self._adbc: Any = None
+        self._columns: dict[tuple[str | None, str], dict[str, str]] = {}
+        self._types: dict[tuple[str | None, str], dict[str, Any]] = {}
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def _where(self) -> str:
+        return f"{self._url.get_backend_name()} source"
+
+    def _redact(self, text: str) -> str:
+        # Driver messages may echo the URL or DSN; never let a password through.
+        pw = self._url.password
+        if pw:
+            text = text.replace(str(pw), "***")
+        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
+
+    def _error(self, table: str, exc: BaseException) -> SourceError:
+        msg = self._redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+        return SourceError(f"{self._where()}: table {table!r}: {type(exc).__name__}: {msg}")
+
+    # -- reflection ---------------------------------------------------------------------------
+
+    def _split(self, ref: SourceRef) -> tuple[str | None, str]:
+        if not ref.table:
+            raise SourceError(f"{self._where()}: the entity's source names no table")
+        schema, _, name = ref.table.rpartition(".")
+        return (schema or self._schema), name
+
+    def columns(self, ref: SourceRef) -> dict[str, str]:
+        """Column -> declared type text (SQLite: the raw declared name, e.g. ``NUMBER(12,2)``)."""
+        schema, name = self._split(ref)
+        cached = self._columns.get((schema, name))
+        if cached is not None:
+            return dict(cached)
+        try:
+            if self._engine.dialect.name == "sqlite":
+                cols = self._sqlite_declared(schema, name)
+            else:
+                insp = sa.inspect(self._engine)
+                if not insp.has_table(name, schema=schema):
+                    cols = {}
+                else:
+                    reflected = insp.get_columns(name, schema)
+                    cols = {c["name"]: str(c["type"]) for c in reflected}
+                    self._types[(schema, name)] = {c["name"]: c["type"] for c in reflected}
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error(ref.table or name, exc) from None
+        if not cols:
+            raise SourceError(f"{self._where()}: table {ref.table!r} not found")
+        self._columns[(schema, name)] = cols
+        return dict(cols)
+
+    def _sqlite_declared(self, schema: str | None, name: str) -> dict[str, str]:
+        # SQLAlchemy maps unknown SQLite type names by affinity (NUMBER(12,2) -> NUMERIC);
+        # the declared text is what normalization needs, and PRAGMA keeps it verbatim.
+        q = self._engine.dialect.identifier_preparer.quote
+        prefix = f"{q(schema)}." if schema else ""
+        sql = f"PRAGMA {prefix}table_info({q(name)})"
+        with self._engine.connect() as conn:
+            rows = conn.exec_driver_sql(sql).fetchall()
+        return {str(r[1]): str(r[2] or "") for r in rows}
+
+    def _table(self, ref: SourceRef) -> sa.TableClause:
+        schema, name = self._split(ref)
+        names = self.columns(ref)
+        # Typed columns only where the server needs them to compare a bound value (PostgreSQL
+        # will not compare numeric with text); SQLite columns stay untyped so values pass raw.
+        types = self._types.get((schema, name), {})
+        return sa.table(name, *(sa.column(c, types.get(c)) for c in names), schema=schema)
+
+    @staticmethod
+    def _bind(col: Any, value: Any) -> Any:
+        param = sa.bindparam(None, value)
+        if isinstance(col.type, sa.types.NullType):
+            return param
+        return sa.cast(param, col.type)
+
+    def _col(self, table: sa.TableClause, ref: SourceRef, name: str, role: str) -> Any:
+        if name not in table.c:
+            raise SourceError(
+                f"{self._where()}: table {ref.table!r}: {role} {name!r} is not a column "
+                f"(have: {', '.join(table.c.keys())})"
+            )
+        return table.c[name]
+
+    # -- query building -----------------------------------------------------------------------
+
+    def _keys(self, table: sa.TableClause, ref: SourceRef, key_fields: Sequence[str]) -> list[Any]:
+        if not key_fields:
+            raise SourceError(f"{self._where()}: table {ref.table!r}: no key fields given")
+        return [self._col(table, ref, k, "key field") for k in key_fields]
+
+    def _compare(self, cols: list[Any], bound: KeyTuple, op: str) -> Any:
+        if len(bound) != len(cols):
+            raise SourceError(f"key bound {bound!r} has {len(bound)} values, key has {len(cols)}")
+        params = [self._bind(c, v) for c, v in zip(cols, bound, strict=True)]
+        if len(cols) == 1:
+            return cols[0] > params[0] if op == ">" else cols[0] <= params[0]
+        if self._engine.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb", "oracle"):
+            left, right = sa.tuple_(*cols), sa.tuple_(*params)
+            return left > right if op == ">" else left <= right
+        # Dialects without row values: expand the lexicographic comparison.
+        terms = []
+        for i, c in enumerate(cols):
+            eqs = [cols[j] == params[j] for j in range(i)]
+            last = (c > params[i]) if op == ">" else (c < params[i])
+            terms.append(sa.and_(*eqs, last))
+        if op == "<=":
+            terms.append(sa.and_(*(c == p for c, p in zip(cols, params, strict=True))))
+        return sa.or_(*terms)
+
+    def _range(self, cols: list[Any], lo: KeyTuple | None, hi: KeyTuple | None) -> list[Any]:
+        conds: list[Any] = [c.is_not(None) for c in cols]
+        if lo:  # None and () are both "no lower bound"
+            conds.append(self._compare(cols, tuple(lo), ">"))
+        if hi is not None:
+            conds.append(self._compare(cols, tuple(hi), "<="))
+        return conds
+
+    # -- execution ----------------------------------------------------------------------------
+
+    def _adbc_uri(self) -> str | None:
+        backend = self._url.get_backend_name()
+        if backend == "postgresql":
+            return self._url.set(drivername="postgresql").render_as_string(hide_password=False)
+        if backend == "sqlite":
+            db = self._url.database
+            return db if db and db != ":memory:" else None
+        return None
+
+    def _adbc_conn(self) -> Any:
+        # autocommit: each query sees the latest data, and no open transaction pins the
+        # ERP's snapshot (PostgreSQL vacuum, SQLite's writer).
+        if self._adbc is None:
+            uri = self._adbc_uri()
+            if self._url.get_backend_name() == "postgresql":
+                import adbc_driver_postgresql.dbapi as pg
+
+                self._adbc = pg.connect(uri or "", autocommit=True)
+            else:
+                import adbc_driver_sqlite.dbapi as lite
+
+                self._adbc = lite.connect(uri, autocommit=True)
+        return self._adbc
+
+    def _compile(self, stmt: sa.Select[Any]) -> tuple[str, list[Any]]:
+        dialect: Dialect = self._engine.dialect
+        if dialect.name == "postgresql":
+            dialect = PGDialect(paramstyle="numeric_dollar")  # libpq's $1, $2 placeholders
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        values = [compiled.params[name] for name in compiled.positiontup or ()]
+        if dialect.name == "postgresql":
+            # ADBC cannot bind Decimal; the SQL casts the text back to the column's type.
+            values = [str(v) if isinstance(v, decimal.Decimal) else v for v in values]
+        return str(compiled), values
+
+    def _fetch(self, ref: SourceRef, stmt: sa.Select[Any]) -> pa.Table:
+        if self._use_adbc:
+            sql, params = self._compile(stmt)
+            try:
+                cur = self._adbc_conn().cursor()
+                try:
+                    cur.execute(sql, params or None)
+                    return _plain_types(cur.fetch_arrow_table())
+                finally:
+                    cur.close()
+            except Exception as exc:  # ADBC raises its own DB-API errors (and OSError)
+                if self._engine.dialect.name != "sqlite":
+                    raise self._error(ref.table or "", exc) from None
+                # SQLite: ADBC types each column by its first values; mixed storage classes
+                # ("12,50" in a NUMBER column) fail, so re-read this chunk the slow, exact way.
+        try:
+            with self._engine.connect() as conn:
+                result = conn.execute(stmt)
+                names = list(result.keys())
+                rows = result.fetchall()
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error(ref.table or "", exc) from None
+        return rows_to_table(names, rows)
+
+    # -- the Source protocol ------------------------------------------------------------------
+
+    def read(
+        self,
+        ref: SourceRef,
+        key_fields: Sequence[str],
+        lo: KeyTuple | None,
+        hi: KeyTuple | None,
+        chunk_size: int,
+        *,
+        watermark_field: str | None = None,
+        watermark: Any = None,
+    ) -> Iterator[pa.Table]:
+        """Key-ordered chunks of ``(lo, hi]`` by keyset pagination (see `Source.read`)."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if hi == ():
+            return  # the empty range below every key
+        table = self._table(ref)
+        cols = self._keys(table, ref, key_fields)
+        extra: list[Any] = []
+        if watermark_field is not None and watermark is not None:
+            wm = self._col(table, ref, watermark_field, "watermark field")
+            extra.append(wm > self._bind(wm, watermark))
+        cursor = lo
+        while True:
+            stmt = (
+                sa.select(table)
+                .where(*self._range(cols, cursor, hi), *extra)
+                .order_by(*cols)
+                .limit(chunk_size)
+            )
+            chunk = self._fetch(ref, stmt)
+            if chunk.num_rows == 0:
+                return
+            yield chunk
+            if chunk.num_rows < chunk_size:
+                return
+            last = chunk.num_rows - 1
+            cursor = tuple(chunk.column(k)[last].as_py() for k in key_fields)
+
+    def read_null_keys(
+        self, ref: SourceRef, key_fields: Sequence[str], chunk_size: int
+    ) -> Iterator[pa.Table]:
+        """Rows with a NULL in any key field, in chunks of at most ``chunk_size``."""
+        table = self._table(ref)
+        cols = self._keys(table, ref, key_fields)
+        stmt = sa.select(table).where(sa.or_(*(c.is_(None) for c in cols)))
+        result = self._fetch(ref, stmt)
+        for start in range(0, result.num_rows, chunk_size):
+            yield result.slice(start, chunk_size)
+
+    def key_bounds(self, ref: SourceRef, key_fields: Sequence[str], n: int) -> list[KeyTuple]:
+        """Boundaries at every ``count/n``-th key, in one ROW_NUMBER() pass after a count."""
+        table = self._table(ref)
+        cols = self._keys(table, ref, key_fields)
+        present = [c.is_not(None) for c in cols]
+        count_stmt = sa.select(sa.func.count().label("n")).select_from(table).where(*present)
+        count = int(self._fetch(ref, count_stmt).column(0)[0].as_py())
+        positions = boundary_positions(count, n)
+        wanted = sorted({p for p in positions if p > 0})
+        found: dict[int, KeyTuple] = {}
+        if wanted:
+            rn = sa.func.row_number().over(order_by=cols).label("sf_rn")
+            inner = sa.select(*cols, rn).where(*present).subquery("k")
+            stmt = (
+                sa.select(*(inner.c[k] for k in key_fields), inner.c.sf_rn)
+                .where(inner.c.sf_rn.in_(wanted))
+                .order_by(inner.c.sf_rn)
+            )
+            got = self._fetch(ref, stmt)
+            rns = got.column(len(key_fields)).to_pylist()
+            keys = [got.column(i).to_pylist() for i in range(len(key_fields))]
+            for j, r in enumerate(rns):
+                found[int(r)] = tuple(col[j] for col in keys)
+        return [found[p] if p > 0 else () for p in positions]
+
+    def close(self) -> None:
+        """Close the ADBC connection and dispose of the engine's pool."""
+        if self._adbc is not None:
+            try:
+                self._adbc.close()
+            finally:
+                self._adbc = None
+        self._engine.dispose()
+
+
+_NUMERIC = re.compile(r"^numeric$", re.IGNORECASE)
+
+
+def _plain_types(table: pa.Table) -> pa.Table:
+    """Unwrap ADBC's opaque extension columns (PostgreSQL numeric, uuid, …) to their storage.
+
+    PostgreSQL numeric arrives as exact text; it becomes decimal128 when every value fits the
+    widest decimal Arrow can cast to, else stays text (NaN, unconstrained huge scales): exact
+    either way.
+    """
+    if not any(isinstance(f.type, pa.BaseExtensionType) for f in table.schema):
+        return table
+    cols = []
+    for field, col in zip(table.schema, table.columns, strict=True):
+        if isinstance(field.type, pa.BaseExtensionType):
+            storage = pa.chunked_array(
+                [c.storage for c in col.chunks], type=field.type.storage_type
+            )
+            type_name = getattr(field.type, "type_name", "")
+            col = _numeric(storage) if _NUMERIC.match(type_name) else storage
+        cols.append(col)
+    names = table.schema.names
+    return pa.table(cols, names=names)
+
+
+def _numeric(text: pa.ChunkedArray) -> pa.ChunkedArray:
+    try:
+        casted: pa.ChunkedArray = text.cast(pa.decimal128(38, _scale(text)))
+        return casted
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError):
+        return text
+
+
+def _scale(text: pa.ChunkedArray) -> int:
+    import pyarrow.compute as pc
+
+    frac = pc.utf8_length(pc.replace_substring_regex(text, r"^[^.]*\.?", ""))
+    top = pc.max(frac).as_py()
+    if top is None or top > 38:
+        raise ValueError("scale out of decimal128 range")
+    return int(top)
