@@ -51,8 +51,7 @@ def build_entity_asset(config: SyncFlowConfig, entity: EntityConfig) -> AssetsDe
         [inspect.Parameter(p, inspect.Parameter.KEYWORD_ONLY) for p in parents]
     )
     compose.__name__ = entity.name
-    return graph_asset(
-        compose,
+    decorate = graph_asset(
         name=entity.name,
         key_prefix=list(ent.key.path[:-1]),
         description=ent.description,
@@ -76,6 +75,7 @@ def build_entity_asset(config: SyncFlowConfig, entity: EntityConfig) -> AssetsDe
             "slices": entity.slice_count,
         },
     )
+    return decorate(compose)
 
 
 def build_entity_assets(config: SyncFlowConfig) -> list[AssetsDefinition]:

@@ -45,7 +45,7 @@ def latest_run_metadata(context: AssetCheckExecutionContext, key: AssetKey) -> d
         for name in ("fetched", "rejected"):
             mv = mat.metadata.get(name)
             if mv is not None:
-                total[name] = total.get(name, 0) + int(mv.value)  # type: ignore[arg-type]
+                total[name] = total.get(name, 0) + int(mv.value)
     return total
 
 
@@ -86,20 +86,25 @@ def build_entity_checks(
             return _not_synced(key)
         resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
         with resource.runtime() as rt:
-            dupes = int(rt.target.duplicate_key_hashes(table))  # type: ignore[attr-defined]
+            dupes = int(rt.target.duplicate_key_hashes(table))
         return AssetCheckResult(passed=dupes == 0, metadata={"duplicate_key_hashes": dupes})
 
     @asset_check(asset=key, name="no_overdue_pending", required_resource_keys=req,
-                 description=f"No {name} row waits for its parent past the retry horizon.")
+                 description=f"No {name} row waits for its parent past its next retry time.")
     def no_overdue_pending(context: AssetCheckExecutionContext) -> AssetCheckResult:
         resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
         with resource.runtime() as rt:
-            counts: Any = rt.state.pending_counts(name)  # type: ignore[attr-defined]
-        waiting, overdue = int(counts.get("waiting", 0)), int(counts.get("overdue", 0))
+            counts = rt.state.pending_counts(name)
         return AssetCheckResult(
-            passed=overdue == 0,
+            # Due rows should have been retried by the pending-retry sensor already.
+            passed=counts.due == 0,
             severity=AssetCheckSeverity.WARN,
-            metadata={"waiting": waiting, "overdue": overdue},
+            metadata={
+                "waiting": counts.total,
+                "past_retry_time": counts.due,
+                "max_attempts_used": counts.max_attempts,
+                **{f"waiting_on_{p}": n for p, n in sorted(counts.by_parent.items())},
+            },
         )
 
     return [reject_ratio, unique_key_hash, no_overdue_pending]

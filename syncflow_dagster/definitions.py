@@ -44,7 +44,7 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
         sensors=build_sensors(config, resolution_jobs),
         resources={
             RESOURCE_KEY: SyncFlowResource(config_path=config_path),
-            BATCH_IO_MANAGER_KEY: BatchIOManager(base_dir=batch_dir),  # type: ignore[arg-type]
+            BATCH_IO_MANAGER_KEY: BatchIOManager(base_dir=batch_dir),  # type: ignore[arg-type,unused-ignore]
         },
         executor=in_process_executor,
     )

@@ -198,12 +198,12 @@ def main(argv: list[str] | None = None) -> int:
         day1 = sync_all(defs, config, instance)
         days["initial load"] = _merge(day1, resolve_waiting(defs, config, instance))
 
-        from syncflow_core.demo.erp import apply_business_day  # type: ignore[attr-defined]
+        from syncflow_core.demo.changes import apply_business_day
 
         print("\nApplying one business day of ERP changes ...")
         changes = apply_business_day(paths.erp, seed=args.seed + 1)
-        if isinstance(changes, Mapping):
-            print("  " + ", ".join(f"{k} {v}" for k, v in changes.items()))
+        for table, change in changes.items():
+            print(f"  {table:<14} " + ", ".join(f"{k} {v}" for k, v in change.items()))
         print("\nDay 2: sync again")
         day2 = sync_all(defs, config, instance)
         days["business day"] = _merge(day2, resolve_waiting(defs, config, instance))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -109,7 +109,7 @@ class BatchIOManager(ConfigurableIOManager):
     def _base(self, instance_dir: str) -> UPath:
         return UPath(self.base_dir) if self.base_dir else UPath(instance_dir) / "syncflow_batches"
 
-    def _folder(self, base: UPath, identifier: list[str]) -> UPath:
+    def _folder(self, base: UPath, identifier: Sequence[str]) -> UPath:
         folder = base
         for part in identifier:
             folder = folder / _safe(part.replace("[", "_").replace("]", "_"), "step part")
@@ -137,7 +137,10 @@ class BatchIOManager(ConfigurableIOManager):
     def load_input(self, context: InputContext) -> Batch | dict[str, Batch]:
         """Read the upstream output (from the parent run when re-executing)."""
         base = self._base(context.instance.storage_directory())
-        folder = self._folder(base, context.upstream_output.get_identifier())
+        upstream = context.upstream_output
+        if upstream is None:
+            raise TypeError(f"input {context.name!r} has no upstream output to load")
+        folder = self._folder(base, upstream.get_identifier())
         if (folder / _MANIFEST).exists():
             return read_slices(folder)
         return read_batch(folder)

@@ -51,7 +51,7 @@ def load_syncflow_config(path: str | None = None) -> SyncFlowConfig:
     return _load(p, mtime)
 
 
-class SyncFlowResource(ConfigurableResource):
+class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
     """Config path and optional connection-URL overrides; opens a core `Runtime`.
 
     Example: ``SyncFlowResource(erp_url=EnvVar("SYNCFLOW_ERP_URL"))``. An override replaces the
