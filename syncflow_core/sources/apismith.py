@@ -108,10 +108,14 @@ class ApiSmithSource:
             try:
                 return min(max(float(retry_after), 0.0), self._backoff_max)
             except ValueError:
-                when = email.utils.parsedate_to_datetime(retry_after)
+                try:
+                    when = email.utils.parsedate_to_datetime(retry_after)
+                except (TypeError, ValueError):
+                    when = None  # unreadable Retry-After: fall back to our own backoff
                 if when is not None:
-                    return min(max(when.timestamp() - time.time(), 0.0), self._backoff_max)
-        base = min(self._backoff_base * (2**attempt), self._backoff_max)
+                    wait = float(when.timestamp() - time.time())
+                    return min(max(wait, 0.0), self._backoff_max)
+        base = min(self._backoff_base * (2.0**attempt), self._backoff_max)
         return base * (0.5 + random.random() / 2)  # jitter: no thundering herd of retries
 
     def _get(self, endpoint: str, params: dict[str, Any]) -> dict[str, Any]:
@@ -175,26 +179,19 @@ class ApiSmithSource:
         return ref.endpoint
 
     @staticmethod
-    def _table(body: dict[str, Any]) -> pa.Table:
-        names = [str(c["name"]) for c in body["columns"]]
-        return rows_to_table(names, body["rows"])
-
-    def _rechunk(self, pages: Iterator[dict[str, Any]], chunk_size: int) -> Iterator[pa.Table]:
-        buffer: list[pa.Table] = []
-        held = 0
+    def _rechunk(pages: Iterator[dict[str, Any]], chunk_size: int) -> Iterator[pa.Table]:
+        # Typed per chunk, not per page, so a chunk never mixes a page typed "double" with
+        # one typed "string" for the same column (a column with both becomes text).
+        names: list[str] = []
+        rows: list[Sequence[Any]] = []
         for body in pages:
-            table = self._table(body)
-            if table.num_rows == 0:
-                continue
-            buffer.append(table)
-            held += table.num_rows
-            while held >= chunk_size:
-                merged = pa.concat_tables(buffer, promote_options="permissive")
-                yield merged.slice(0, chunk_size)
-                rest = merged.slice(chunk_size)
-                buffer, held = ([rest], rest.num_rows) if rest.num_rows else ([], 0)
-        if held:
-            yield pa.concat_tables(buffer, promote_options="permissive")
+            names = [str(c["name"]) for c in body["columns"]]
+            rows.extend(body["rows"])
+            while len(rows) >= chunk_size:
+                yield rows_to_table(names, rows[:chunk_size])
+                del rows[:chunk_size]
+        if rows:
+            yield rows_to_table(names, rows)
 
     # -- the Source protocol ------------------------------------------------------------------
 
@@ -242,6 +239,12 @@ class ApiSmithSource:
         keys: list[KeyTuple] = []
         for body in self._pages(ref, params):
             names = [str(c["name"]) for c in body["columns"]]
+            missing = [k for k in key_fields if k not in names]
+            if missing:
+                raise SourceError(
+                    f"apismith source: endpoint {ref.endpoint!r}: key field(s) {missing} not in "
+                    f"the response columns {names}"
+                )
             idx = [names.index(k) for k in key_fields]
             keys.extend(tuple(row[i] for i in idx) for row in body["rows"])
         return [keys[p - 1] if p > 0 else () for p in boundary_positions(len(keys), n)]

@@ -148,14 +148,13 @@ class FileSource:
                 f"file source: {ref.path!r}: key field(s) {missing or '(none)'} not in the file "
                 f"(have: {', '.join(table.column_names)})"
             )
-        order = pc.sort_indices(
-            table, sort_keys=[(k, "ascending") for k in key_fields], null_placement="at_end"
-        )
-        table = table.take(order)
         has_null = pc.is_null(table.column(key_fields[0]))
         for k in key_fields[1:]:
             has_null = pc.or_(has_null, pc.is_null(table.column(k)))
-        keyed = table.num_rows - int(pc.sum(has_null.cast(pa.int64())).as_py() or 0)
+        keyed_rows = table.filter(pc.invert(has_null))
+        order = pc.sort_indices(keyed_rows, sort_keys=[(k, "ascending") for k in key_fields])
+        keyed = keyed_rows.num_rows
+        table = pa.concat_tables([keyed_rows.take(order), table.filter(has_null)])
         self._cache.clear()  # one file at a time: slices of one entity are read in turn
         self._cache[ck] = (stamp, table, keyed)
         return table, keyed

@@ -113,7 +113,7 @@ class SqlSource:
 
     @staticmethod
     def _bind(col: Any, value: Any) -> Any:
-        param = sa.bindparam(None, value)
+        param: Any = sa.bindparam(None, value)
         if isinstance(col.type, sa.types.NullType):
             return param
         return sa.cast(param, col.type)
@@ -189,7 +189,8 @@ class SqlSource:
     def _compile(self, stmt: sa.Select[Any]) -> tuple[str, list[Any]]:
         dialect: Dialect = self._engine.dialect
         if dialect.name == "postgresql":
-            dialect = PGDialect(paramstyle="numeric_dollar")  # libpq's $1, $2 placeholders
+            # libpq's $1, $2 placeholders
+            dialect = PGDialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
         compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
         values = [compiled.params[name] for name in compiled.positiontup or ()]
         if dialect.name == "postgresql":

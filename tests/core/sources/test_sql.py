@@ -178,10 +178,10 @@ def _pg_orders(pg_url: str, n: int) -> None:
         conn.exec_driver_sql(
             "CREATE TABLE orders (region varchar(4), order_no integer, amount numeric(12,2), "
             "placed date, note text, rv bigint, PRIMARY KEY (region, order_no))")
-        conn.exec_driver_sql(
+        conn.execute(sa.text(
             "INSERT INTO orders SELECT (ARRAY['EU','US','APAC'])[1 + mod(i, 3)], i, i / 7.0, "
-            "date '2024-01-01' + mod(i, 100), 'n' || i, mod(i, 13) FROM generate_series(1, %s) i"
-            % n)
+            "date '2024-01-01' + mod(i, 100), 'n' || i, mod(i, 13) FROM generate_series(1, :n) i"
+        ), {"n": n})
     eng.dispose()
 
 
