@@ -5,7 +5,6 @@
 - ``no_overdue_pending``: no child row waits in ``pending_children`` past its retry horizon.
 """
 
-from __future__ import annotations
 
 from typing import Any
 

@@ -6,7 +6,6 @@ single-run backfill processes each slice in turn, a per-slice run processes one.
 the failed stage. The business logic is the core's; here we only time, name and report it.
 """
 
-from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any

@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.dagster, pytest.mark.slow]
 def _target_hashes(target: Path, table: str) -> dict[str, str]:
     with sqlite3.connect(target) as con:
         rows = con.execute(
-            f'SELECT "_bridge_key_hash", "_bridge_data_hash" FROM "{table}" '  # noqa: S608
+            f'SELECT "_bridge_key_hash", "_bridge_data_hash" FROM "{table}" '
             'WHERE "_bridge_deleted_at" IS NULL'
         ).fetchall()
     return dict(rows)

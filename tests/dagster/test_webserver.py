@@ -3,6 +3,7 @@ launched over GraphQL, and the run queue keeping one run per entity at a time.""
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 import socket
@@ -42,51 +43,53 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _wait_for_webserver(url: str, log: Path) -> None:
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail("webserver did not start:\n" + log.read_text())
+        time.sleep(0.5)
+
+
 @pytest.fixture
-def served(demo_env: DemoEnv) -> Iterator[tuple[str, Path, dict[str, str]]]:
+def served(demo_env: DemoEnv) -> Iterator[tuple[str, Path]]:
     """Webserver and daemon on a temp DAGSTER_HOME with our dagster.yaml."""
     home = demo_env.root / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "syncflow_dagster" / "dagster.yaml", home / "dagster.yaml")
     env = {**demo_env.env, "DAGSTER_HOME": str(home)}
-    port = _free_port()
-    logs = demo_env.root
-    procs = [
-        subprocess.Popen(
-            [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
-             "-p", str(port)],
-            cwd=REPO, env=env, stdout=open(logs / "web.log", "w"), stderr=subprocess.STDOUT),
-        subprocess.Popen(
-            [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"],
-            cwd=REPO, env=env, stdout=open(logs / "daemon.log", "w"), stderr=subprocess.STDOUT),
-    ]
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{url}/server_info", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("webserver did not start:\n" + (logs / "web.log").read_text())
-            time.sleep(0.5)
-        yield url, home, env
-    finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+    url = f"http://127.0.0.1:{_free_port()}"
+    web_cmd = [str(BIN / "dagster-webserver"), "-w", "workspace.yaml", "-h", "127.0.0.1",
+               "-p", url.rsplit(":", 1)[1]]
+    daemon_cmd = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
+    root = demo_env.root
+    with open(root / "web.log", "wb") as web_log, open(root / "daemon.log", "wb") as daemon_log, \
+            subprocess.Popen(web_cmd, cwd=REPO, env=env, stdout=web_log,
+                             stderr=subprocess.STDOUT) as web, \
+            subprocess.Popen(daemon_cmd, cwd=REPO, env=env, stdout=daemon_log,
+                             stderr=subprocess.STDOUT) as daemon:
+        try:
+            _wait_for_webserver(url, root / "web.log")
+            yield url, home
+        finally:
+            for proc in (web, daemon):
+                proc.terminate()
+            for proc in (web, daemon):
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
 
 
 def test_backfill_over_graphql_runs_every_slice_one_run_at_a_time(
-    served: tuple[str, Path, dict[str, str]], demo_env: DemoEnv, monkeypatch: pytest.MonkeyPatch
+    served: tuple[str, Path], demo_env: DemoEnv, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    url, home, env = served
+    url, home = served
     ent = demo_env.config.entity("customers")
     keys = slice_keys(ent.slice_count)
     params = {
@@ -126,7 +129,7 @@ def test_backfill_over_graphql_runs_every_slice_one_run_at_a_time(
         # The queue let one customers run at a time: their execution intervals do not overlap.
         spans = sorted((r.start_time, r.end_time) for r in records)
         assert all(s is not None and e is not None for s, e in spans)
-        for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+        for (_, end), (start, _) in itertools.pairwise(spans):
             assert start >= end, spans  # type: ignore[operator]
         key = AssetKey(["erp", "customers"])
         assert instance.get_materialized_partitions(key) == set(keys)
