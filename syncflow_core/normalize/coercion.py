@@ -30,11 +30,12 @@ _FALSE = ["false", "f", "no", "n", "0", "off"]
 
 
 def _is_text(t: pa.DataType) -> bool:
-    return pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t)
+                or pa.types.is_string_view(t))
 
 
 def _is_binary(t: pa.DataType) -> bool:
-    return (pa.types.is_binary(t) or pa.types.is_large_binary(t)
+    return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t)
             or pa.types.is_fixed_size_binary(t) or pa.types.is_binary_view(t))
 
 
@@ -83,7 +84,7 @@ def _decimal(arr: pa.Array, plan: FieldPlan, col: str, rc: RejectCollector) -> p
         return arr.cast(target)
     if pa.types.is_integer(t) or pa.types.is_boolean(t):
         # Arrow requires room for any int64 before it checks values: widen, then narrow.
-        scale = target.scale  # type: ignore[attr-defined]
+        scale = target.scale
         wide = arr.cast(pa.int64()).cast(pa.decimal128(min(38, 19 + scale), scale))
         out, failed = try_cast(wide, target)
         rc.add(failed, "value_out_of_range", col, arr, why)
@@ -123,14 +124,14 @@ def _temporal(arr: pa.Array, plan: FieldPlan, col: str, rc: RejectCollector) -> 
         if pa.types.is_date(t):
             return arr.cast(pa.date32())
         if pa.types.is_timestamp(t):
-            local = pc.local_timestamp(arr) if t.tz else arr  # type: ignore[attr-defined]
+            local = pc.local_timestamp(arr) if t.tz else arr
             day = local.cast(pa.date32())
             failed = bool_mask(pc.not_equal(day.cast(local.type), local))
             rc.add(failed, "value_out_of_range", col, arr, "has a time of day but is a date")
             return pc.if_else(pa.array(~failed), day, pa.scalar(None, pa.date32()))
     else:
         if pa.types.is_timestamp(t):
-            to = pa.timestamp("us", tz="UTC") if t.tz else pa.timestamp("us")  # type: ignore[attr-defined]
+            to = pa.timestamp("us", tz="UTC") if t.tz else pa.timestamp("us")
             out, failed = try_cast(arr, to)
             rc.add(failed, "value_out_of_range", col, arr, "has sub-microsecond precision")
             return out

@@ -294,7 +294,7 @@ def parse_datetimes(
             naive, absolute, failed = parse_datetime_text(arr, plan.options, reference_year)
             rc.add(failed, CODE, col, arr, "not a valid date/time")
             out = _finish(naive, absolute, plan, col, arr, rc)
-        elif pa.types.is_timestamp(t) and t.tz is None and plan.kind != "date":  # type: ignore[attr-defined]
+        elif pa.types.is_timestamp(t) and t.tz is None and plan.kind != "date":
             out = _finish(arr, np.zeros(len(arr), np.bool_), plan, col, arr, rc)
         elif pa.types.is_timestamp(t) and plan.kind != "date":
             out = arr.cast(UTC)

@@ -5,7 +5,8 @@ No ``eval``: each op is a fixed, vectorized transformation. `ROW_ID` survives ev
 
 - ``rename`` field -> to; ``drop`` field;
 - ``cast`` field to ``int64``, ``float64``, ``string``, ``bool``, ``date``, ``timestamp`` or
-  ``decimal(p,s)``; a value that does not cast is a reject with code ``invalid_cast``;
+  ``decimal(p,s)``; a value that does not cast is a reject with code ``invalid_cast``.
+  ``timestamp`` means ``timestamp('us', 'UTC')``; text without an offset is read as UTC;
 - ``default``: fill nulls with ``value``; ``constant``: set (or create) field to ``value``;
 - ``value_map``: replace values by the text of the value (``mapping`` keys are text; a number
   1 matches ``"1"``, a bool matches ``"true"``); unmapped values stay as they are. The column
@@ -20,6 +21,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -27,7 +29,7 @@ from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig, FieldMapping
 from syncflow_core.errors import ConfigError
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
-from syncflow_core.normalize.safe_cast import as_array, bool_mask, try_cast
+from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
 from syncflow_core.rejects import ROW_ID
 
 __all__ = ["STAGE", "apply_mappings", "cast_target_type"]
@@ -65,10 +67,25 @@ def cast_target_type(name: str) -> pa.DataType:
 def _text(arr: pa.Array) -> pa.Array:
     if pa.types.is_string(arr.type):
         return arr
-    if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:  # type: ignore[attr-defined]
+    if pa.types.is_timestamp(arr.type) and arr.type.tz is not None:
         return pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S.%fZ") if len(arr) else \
             pa.array([], pa.string())
     return arr.cast(pa.string())
+
+
+def _text_to_utc(src: pa.Array) -> tuple[pa.Array, BoolMask]:
+    # Text without an offset is read as UTC; text with one (Z, +02:00) is converted.
+    naive, failed = try_cast(src, pa.timestamp("us"))
+    out = naive.cast(pa.timestamp("us", tz="UTC"))
+    if failed.any():
+        idx = np.flatnonzero(failed)
+        aware, still = try_cast(src.take(pa.array(idx)), pa.timestamp("us", tz="UTC"))
+        fixed = failed.copy()
+        fixed[idx[still]] = False
+        out = scatter(out, fixed, aware.filter(pa.array(~still)))
+        failed = np.zeros_like(failed)
+        failed[idx[still]] = True
+    return out, failed
 
 
 def _scalar_for(value: Any, t: pa.DataType | None) -> pa.Scalar:
@@ -148,9 +165,11 @@ def apply_mappings(
             to = cast_target_type(step.to)
             src = _text(arr) if pa.types.is_string(to) else arr
             if pa.types.is_timestamp(to) and pa.types.is_timestamp(arr.type) \
-                    and arr.type.tz is None:  # type: ignore[attr-defined]
+                    and arr.type.tz is None:
                 src = arr.cast(pa.timestamp("us"))
             out, failed = try_cast(src, to)
+            if pa.types.is_timestamp(to) and pa.types.is_string(src.type):
+                out, failed = _text_to_utc(src)
             rc.add(failed, CODE, step.field, arr, f"cannot cast to {step.to}")
             table = _set(table, step.field, out)
         elif op == "default":

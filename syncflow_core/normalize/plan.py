@@ -176,7 +176,7 @@ def _infer(t: pa.DataType) -> tuple[Kind, int | None, int | None] | None:
     if pa.types.is_integer(t):
         return "int", None, None
     if pa.types.is_decimal(t):
-        p, s = t.precision, t.scale  # type: ignore[attr-defined]
+        p, s = t.precision, t.scale
         if p > DEFAULT_NUMBER_PRECISION:
             p = DEFAULT_NUMBER_PRECISION
         return "decimal", p, s
@@ -187,7 +187,7 @@ def _infer(t: pa.DataType) -> tuple[Kind, int | None, int | None] | None:
     if pa.types.is_date(t):
         return "date", None, None
     if pa.types.is_timestamp(t):
-        return ("timestamptz" if t.tz else "timestamp"), None, None  # type: ignore[attr-defined]
+        return ("timestamptz" if t.tz else "timestamp"), None, None
     if pa.types.is_binary(t) or pa.types.is_large_binary(t) or pa.types.is_fixed_size_binary(t):
         return "binary", None, None
     if (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t)
