@@ -74,7 +74,7 @@ def _hex_array(digests: bytes, n: int, validity: pa.Buffer | None) -> pa.Array:
     )
 
 
-def _hash_chunk(arr: pa.Array, algorithm: Algorithm) -> pa.Array:
+def _hash_chunk(arr: pa.Array, algorithm: Algorithm, skip_first_byte: bool) -> pa.Array:
     n = len(arr)
     if n == 0:
         return pa.array([], pa.string())
@@ -85,7 +85,10 @@ def _hash_chunk(arr: pa.Array, algorithm: Algorithm) -> pa.Array:
     lo = int(offsets[0])
     data = b"" if bufs[2] is None else bufs[2].slice(lo, int(offsets[-1]) - lo).to_pybytes()
     rel = offsets - lo
-    digests = _LOOPS[algorithm](data, rel[:-1].tolist(), rel[1:].tolist())
+    starts, ends = rel[:-1], rel[1:]
+    if skip_first_byte:
+        starts = np.minimum(starts + 1, ends)
+    digests = _LOOPS[algorithm](data, starts.tolist(), ends.tolist())
     validity = None
     if arr.null_count:
         # Nulls stay null; the digest computed for the (empty) null slot is masked out.
@@ -93,15 +96,19 @@ def _hash_chunk(arr: pa.Array, algorithm: Algorithm) -> pa.Array:
     return _hex_array(digests, n, validity)
 
 
-def hash_hex(values: pa.Array | pa.ChunkedArray, algorithm: Algorithm) -> pa.ChunkedArray:
+def hash_hex(
+    values: pa.Array | pa.ChunkedArray, algorithm: Algorithm, *, skip_first_byte: bool = False
+) -> pa.ChunkedArray:
     """Hash each UTF-8 value with ``algorithm`` into 32 lowercase hex chars; null stays null.
 
     ``xxh3_128`` is XXH3-128 with seed 0 in canonical (big-endian) byte order, i.e. what
     ``xxhash.xxh3_128_hexdigest`` prints; ``blake3_128`` is the first 16 bytes of the BLAKE3
-    output (unkeyed), i.e. ``blake3(v).hexdigest(16)``.
+    output (unkeyed), i.e. ``blake3(v).hexdigest(16)``. With ``skip_first_byte`` the first
+    byte of each non-empty value is not hashed (a leading separator; saves a string copy).
     """
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
-    return pa.chunked_array([_hash_chunk(c, algorithm) for c in chunks], pa.string())
+    hashed = [_hash_chunk(c, algorithm, skip_first_byte) for c in chunks]
+    return pa.chunked_array(hashed, pa.string())
 
 
 def hex_to_digests(hexes: pa.Array | pa.ChunkedArray) -> pa.Array:

@@ -193,24 +193,28 @@ def _hex_chunk(arr: pa.Array) -> pa.Array:
     return out.cast(pa.string())
 
 
-def _fix_decimal_chunk(s: pa.Array) -> pa.Array:
-    """Rewrite exponent forms Arrow prints for |x| < 1e-6 or negative scales (rare)."""
+def _decimal_chunk(arr: pa.Array) -> pa.Array:
+    s = arr.cast(pa.string())
+    out = s
+    if arr.type.scale > 0:
+        # Every plain value has a '.', so stripping zeros stops at it at worst; then drop a
+        # bare '.'.
+        out = pc.ascii_rtrim(pc.ascii_rtrim(s, "0"), ".")
+    # Arrow prints an exponent for |x| < 1e-6 (and zero) at scales > 6 and for negative
+    # scales; those few values are rewritten from Python's Decimal.
     flagged = pc.match_substring(s, "E")
     if not pc.any(flagged).as_py():
-        return s
+        return out
+    zero = pc.starts_with(s, "0E")  # zero is common: keep it vectorized
+    out = pc.if_else(zero, "0", out)
+    flagged = pc.and_(flagged, pc.invert(zero))
+    if not pc.any(flagged).as_py():
+        return out
     fixed = []
     for text in pc.filter(s, flagged).to_pylist():
         d = Decimal(text)
         fixed.append("0" if d == 0 else format(d.normalize(), "f"))
-    return pc.replace_with_mask(s, flagged, pa.array(fixed, pa.string()))
-
-
-def _encode_decimal(arr: Column) -> pa.ChunkedArray:
-    s = pa.chunked_array(_chunks(arr.cast(pa.string())), pa.string())
-    if arr.type.scale > 0:
-        # Every value has a '.', so stripping zeros stops at it at worst; then drop a bare '.'.
-        s = pc.ascii_rtrim(pc.ascii_rtrim(s, "0"), ".")
-    return _map_chunks(_fix_decimal_chunk, s)
+    return pc.replace_with_mask(out, flagged, pa.array(fixed, pa.string()))
 
 
 def _encode(arr: Column) -> pa.ChunkedArray:
@@ -224,7 +228,7 @@ def _encode(arr: Column) -> pa.ChunkedArray:
     elif tag in ("i", "b"):
         out = arr.cast(pa.string())
     elif tag == "n":
-        out = _encode_decimal(arr)
+        out = _map_chunks(_decimal_chunk, arr)
     elif tag == "f":
         if pa.types.is_float16(t):
             arr = arr.cast(pa.float32())
@@ -294,9 +298,14 @@ def _escape_name(name: str) -> str:
     return out.replace(SEPARATOR, ESCAPE + SEPARATOR).replace("=", ESCAPE + "=")
 
 
-def _join(parts: Sequence[Column | str], sep: str, skip_nulls: bool = False) -> pa.ChunkedArray:
-    handling = "skip" if skip_nulls else "emit_null"
-    out = pc.binary_join_element_wise(*parts, sep, null_handling=handling)
+def _join(parts: Sequence[Column | str], sep: str, nulls_as_empty: bool = False) -> pa.ChunkedArray:
+    # null_handling="skip" is not used: in pyarrow 26 it drops rows whose inputs are all null
+    # (the output comes back shorter than the input). "replace" with "" keeps every row.
+    if nulls_as_empty:
+        out = pc.binary_join_element_wise(*parts, sep, null_handling="replace",
+                                          null_replacement="")
+    else:
+        out = pc.binary_join_element_wise(*parts, sep)
     return pa.chunked_array(_chunks(out), pa.string())
 
 
@@ -341,25 +350,31 @@ def data_fields(column_names: Iterable[str], entity: EntityConfig) -> list[str]:
     )
 
 
-def data_inputs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
-    """The DATA hash input strings: ``name=tagged`` of the non-null fields, sorted, ``|``-joined."""
+def _separated_pairs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
+    """``|name=tagged`` of each non-null data field, concatenated: DATA input with a leading
+    ``|`` on every non-empty row (the hash loop skips that byte instead of copying strings)."""
     parts: list[Column | str] = []
     for f in sorted(set(fields)):
         col = _column(table, f)
         if pa.types.is_null(col.type) or col.null_count == len(col):
             continue  # contributes nothing to any row; skipping saves the string work
         tag, text = _escaped(col, f)
-        parts.append(_join([f"{_escape_name(f)}={tag}:", text], ""))
+        parts.append(_join([f"{SEPARATOR}{_escape_name(f)}={tag}:", text], ""))
     if not parts:
         return pa.chunked_array([pa.array([""] * table.num_rows, pa.string())], pa.string())
-    if len(parts) == 1:
-        return pa.chunked_array(_chunks(pc.fill_null(parts[0], "")), pa.string())
-    return _join(parts, SEPARATOR, skip_nulls=True)
+    return _join(parts, "", nulls_as_empty=True)
+
+
+def data_inputs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
+    """The DATA hash input strings: ``name=tagged`` of the non-null fields, sorted, ``|``-joined."""
+    return pa.chunked_array(
+        _chunks(pc.utf8_slice_codeunits(_separated_pairs(table, fields), 1)), pa.string()
+    )
 
 
 def data_hashes(table: pa.Table, data_fields: Iterable[str]) -> pa.ChunkedArray:
     """``_bridge_data_hash`` of each row over ``data_fields`` (order and nulls don't matter)."""
-    return hash_hex(data_inputs(table, data_fields), "blake3_128")
+    return hash_hex(_separated_pairs(table, data_fields), "blake3_128", skip_first_byte=True)
 
 
 def _rowversion(table: pa.Table, field: str | None) -> pa.ChunkedArray:
@@ -392,15 +407,14 @@ def _refs(entity: str, texts: Sequence[tuple[str, pa.ChunkedArray]]) -> pa.Chunk
 
 def _null_key_message(rejected: pa.Table, fields: Sequence[str]) -> pa.Array:
     names = _join(
-        [pc.if_else(pc.is_null(rejected.column(f)), f"'{f}'", None) for f in fields]
-        if len(fields) > 1
-        else [pa.array([f"'{fields[0]}'"] * rejected.num_rows, pa.string())],
-        ", ",
-        skip_nulls=True,
+        [pc.if_else(pc.is_null(rejected.column(f)), f"'{f}', ", None) for f in fields],
+        "",
+        nulls_as_empty=True,
     )
-    several = pc.match_substring(names, ",")
+    several = pc.greater(pc.count_substring(names, "', "), 1)
     prefix = pc.if_else(several, "null business key fields: ", "null business key field: ")
-    return _join([prefix, names], "").combine_chunks()
+    # Key fields are identifiers (no spaces or commas), so this trims only the last ", ".
+    return _join([prefix, pc.utf8_rtrim(names, ", ")], "").combine_chunks()
 
 
 def identify(table: pa.Table, entity: EntityConfig) -> StageResult:
