@@ -1,0 +1,690 @@
+"""The SQL target: entity tables with `_bridge_*` tracking columns on SQLite or PostgreSQL.
+
+Writes only what the caller passes (inserts + updates, and key hashes to soft-delete); rows it
+is not given are never touched. PostgreSQL writes go COPY -> temp staging table -> one
+``INSERT ... SELECT ... ON CONFLICT (_bridge_key_hash) DO UPDATE``; SQLite uses one executemany
+of the same upsert. Identifiers are validated (`config.IDENTIFIER`) and quoted by SQLAlchemy /
+psycopg; every value is a bound parameter.
+
+Type storage on SQLite: timestamps are UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (fixed width,
+so text order is time order), dates ISO text, decimals NUMERIC affinity (exact up to 15
+significant digits, read back quantized to the column's scale), booleans 0/1.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any, NamedTuple
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import sqlalchemy as sa
+from alembic.migration import MigrationContext
+from alembic.operations import Operations
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql.base import PGDialect
+
+from syncflow_core.config import IDENTIFIER
+from syncflow_core.errors import ConfigError, TargetSchemaError
+from syncflow_core.rejects import ROW_ID
+from syncflow_core.targets import pg_copy
+from syncflow_core.targets.ddl import ColumnType, from_arrow, from_declared, from_pg_catalog, holds
+from syncflow_core.targets.ddl import sa_type as _sa_type
+from syncflow_core.targets.engine import create_sql_engine
+
+__all__ = [
+    "BATCH_ID",
+    "BRIDGE_COLUMNS",
+    "DATA_HASH",
+    "DELETED_AT",
+    "IDENTITY_COLUMNS",
+    "KEY_HASH",
+    "REF",
+    "ROWVERSION",
+    "SYNCED_AT",
+    "SqlTarget",
+    "WriteCounts",
+]
+
+KEY_HASH = "_bridge_key_hash"
+DATA_HASH = "_bridge_data_hash"
+ROWVERSION = "_bridge_rowversion"
+REF = "_bridge_ref"
+BATCH_ID = "_bridge_batch_id"
+SYNCED_AT = "_bridge_synced_at"
+DELETED_AT = "_bridge_deleted_at"
+BRIDGE_COLUMNS = (KEY_HASH, DATA_HASH, ROWVERSION, REF, BATCH_ID, SYNCED_AT, DELETED_AT)
+IDENTITY_COLUMNS = (KEY_HASH, DATA_HASH, ROWVERSION, DELETED_AT)
+# Set by `write` itself, never taken from the caller's table.
+_WRITE_SET = (BATCH_ID, SYNCED_AT, DELETED_AT)
+
+_TEXT = ColumnType("text")
+_TSTZ = ColumnType("timestamptz")
+_BRIDGE_DEFAULTS = {
+    KEY_HASH: _TEXT, DATA_HASH: _TEXT, ROWVERSION: _TEXT, REF: _TEXT,
+    BATCH_ID: _TEXT, SYNCED_AT: _TSTZ, DELETED_AT: _TSTZ,
+}
+_SQLITE_TS = "%Y-%m-%d %H:%M:%S"  # Arrow's %S prints the microseconds of a us timestamp
+# SQLite cannot ALTER a column's type; widenings are recorded here (logical type wins).
+_SQLITE_TYPES_TABLE = "sf_target_column_types"
+_PG_PARAMS = PGDialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+
+
+class WriteCounts(NamedTuple):
+    """Rows written by one `SqlTarget.write`."""
+
+    upserted: int
+    deleted: int
+
+
+def _ident(value: str, what: str) -> str:
+    if not isinstance(value, str) or not IDENTIFIER.match(value):
+        raise ConfigError(f"{what} {value!r} is not a valid identifier ([A-Za-z_][A-Za-z0-9_$]*)")
+    return value
+
+
+def _index_name(table: str, suffix: str) -> str:
+    name = f"{table}_{suffix}"
+    if len(name) <= 63:
+        return name
+    import hashlib
+
+    tag = hashlib.blake2b(table.encode(), digest_size=4).hexdigest()
+    return f"{table[: 62 - len(suffix) - 9]}_{tag}_{suffix}"
+
+
+def _sqlite_ts(v: datetime) -> str:
+    if v.tzinfo is not None:
+        v = v.astimezone(UTC).replace(tzinfo=None)
+    return v.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _sqlite_bind(v: Any) -> Any:
+    """A key value as SQLite stores it (see the module docstring)."""
+    if isinstance(v, datetime):
+        return _sqlite_ts(v)
+    if isinstance(v, date):
+        return v.isoformat()
+    if isinstance(v, Decimal):
+        return str(v)
+    return v
+
+
+def _text_param(v: Any) -> str:
+    """A key value as text for a typed ``CAST($n AS type)`` parameter (ADBC path)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime | date):
+        return v.isoformat()
+    if isinstance(v, float):
+        return repr(v)
+    return str(v)
+
+
+def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _to_arrow(values: Sequence[Any], ct: ColumnType) -> pa.Array:
+    """Python values as fetched (SQLite storage or psycopg objects) -> the column's Arrow type."""
+    t = ct.arrow()
+    vals = list(values)
+    if ct.kind in ("timestamptz", "timestamp"):
+        if any(isinstance(v, str) for v in vals):
+            arr = pa.array(vals, pa.string()).cast(pa.timestamp("us"))
+            return arr.cast(t)
+        return pa.array(vals, t)
+    if ct.kind == "date" and any(isinstance(v, str) for v in vals):
+        return pa.array(vals, pa.string()).cast(t)
+    if ct.kind == "bool":
+        return pa.array([None if v is None else bool(v) for v in vals], t)
+    if ct.kind == "decimal":
+        if ct.precision == 0:
+            return pa.array([None if v is None else str(v) for v in vals], pa.string()).cast(t)
+        q = Decimal(1).scaleb(-ct.scale)
+        return pa.array(
+            [None if v is None else Decimal(str(v)).quantize(q) for v in vals], t
+        )
+    return pa.array(vals, t)
+
+
+class SqlTarget:
+    """Entity tables in one SQL database (SQLite file or PostgreSQL), optionally in a schema."""
+
+    def __init__(self, url: str, schema: str | None = None) -> None:
+        self.schema = None if schema is None else _ident(schema, "schema")
+        self.engine: sa.Engine = create_sql_engine(url)
+        self.dialect: str = self.engine.dialect.name
+        if self.dialect not in ("sqlite", "postgresql"):
+            raise ConfigError(f"target: unsupported database {self.dialect!r}")
+        self._types: dict[str, dict[str, ColumnType]] = {}
+        self._adbc: Any = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """One transaction on the target (the pipeline writes state in it when shared)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def close(self) -> None:
+        """Close the ADBC connection and dispose of the engine."""
+        if self._adbc is not None:
+            self._adbc.close()
+            self._adbc = None
+        self.engine.dispose()
+
+    @contextmanager
+    def _tx(self, conn: sa.Connection | None) -> Iterator[sa.Connection]:
+        if conn is not None:
+            yield conn
+        else:
+            with self.engine.begin() as own:
+                yield own
+
+    def _adbc_conn(self) -> Any:
+        if self._adbc is None:
+            import adbc_driver_postgresql.dbapi as adbc
+
+            self._adbc = adbc.connect(pg_copy.adbc_uri(self.engine.url), autocommit=True)
+        return self._adbc
+
+    def _reflect(self, conn: sa.Connection, name: str) -> dict[str, ColumnType]:
+        if self.dialect == "postgresql":
+            rows = conn.execute(
+                sa.text(
+                    "SELECT column_name, data_type, numeric_precision, numeric_scale "
+                    "FROM information_schema.columns "
+                    "WHERE table_schema = coalesce(:s, current_schema()) AND table_name = :t "
+                    "ORDER BY ordinal_position"
+                ),
+                {"s": self.schema, "t": name},
+            ).all()
+            return {r[0]: from_pg_catalog(r[1], r[2], r[3]) for r in rows}
+        info = sa.select(sa.column("name", sa.Text), sa.column("type", sa.Text)).select_from(
+            sa.func.pragma_table_info(name, self.schema or "main")
+        )
+        cols = {r[0]: from_declared(r[1]) for r in conn.execute(info).all()}
+        if cols:
+            cols.update(self._sqlite_recorded(conn, name))
+        return cols
+
+    def _columns(
+        self, name: str, conn: sa.Connection | None = None, refresh: bool = False
+    ) -> dict[str, ColumnType]:
+        _ident(name, "table")
+        if refresh or name not in self._types:
+            with self._tx(conn) as c:
+                cols = self._reflect(c, name)
+            if not cols:
+                self._types.pop(name, None)
+                return {}
+            self._types[name] = cols
+        return self._types[name]
+
+    def _require(self, name: str, conn: sa.Connection | None = None) -> dict[str, ColumnType]:
+        cols = self._columns(name, conn)
+        if not cols:
+            raise TargetSchemaError(f"target table {name!r} does not exist (ensure_table first)")
+        return cols
+
+    def _table(self, name: str, cols: dict[str, ColumnType]) -> sa.Table:
+        md = sa.MetaData()
+        return sa.Table(
+            name, md, *[sa.Column(c, _sa_type(t, self.dialect)) for c, t in cols.items()],
+            schema=self.schema,
+        )
+
+    # ------------------------------------------------------------------ schema
+
+    def table_exists(self, name: str) -> bool:
+        """True when the table exists."""
+        return bool(self._columns(name, refresh=True))
+
+    def arrow_schema(self, name: str) -> pa.Schema:
+        """The table's columns as the Arrow types they read back as."""
+        cols = self._require(name)
+        return pa.schema([(c, t.arrow()) for c, t in cols.items()])
+
+    def ensure_table(
+        self, name: str, arrow_schema: pa.Schema, key_fields: Sequence[str]
+    ) -> None:
+        """Create the table for a normalized Arrow schema, or add its new columns.
+
+        Never drops a column. A type change that would lose data raises `TargetSchemaError`;
+        a widening (int -> wide enough NUMERIC, NUMERIC(10,2) -> NUMERIC(12,2), ...) is applied
+        (ALTER on PostgreSQL; recorded on SQLite, whose types are affinities). A column that
+        holds only NULLs may change type freely.
+        """
+        _ident(name, "table")
+        for k in key_fields:
+            _ident(k, "business key field")
+        desired: dict[str, ColumnType] = {}
+        for f in arrow_schema:
+            if f.name == ROW_ID or pa.types.is_null(f.type):
+                continue  # hidden row ids never land; all-null columns wait for a real type
+            _ident(f.name, "column")
+            try:
+                desired[f.name] = from_arrow(f.type, f"table {name!r}: column {f.name!r}")
+            except TypeError as exc:
+                raise TargetSchemaError(str(exc)) from None
+        for k in key_fields:
+            if k not in desired:
+                raise TargetSchemaError(
+                    f"table {name!r}: business key field {k!r} is not in the data's schema"
+                )
+        for col, ct in _BRIDGE_DEFAULTS.items():
+            desired.setdefault(col, ct)
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                # Parallel runs of one entity's slices may all try to create/alter the table.
+                conn.execute(
+                    sa.select(sa.func.pg_advisory_xact_lock(
+                        sa.func.hashtext(f"syncflow-target:{self.schema}.{name}")))
+                )
+            existing = self._reflect(conn, name)
+            if not existing:
+                self._create(conn, name, desired, key_fields)
+            else:
+                self._evolve(conn, name, existing, desired)
+        self._types.pop(name, None)
+
+    def _create(
+        self,
+        conn: sa.Connection,
+        name: str,
+        cols: dict[str, ColumnType],
+        key_fields: Sequence[str],
+    ) -> None:
+        table = self._table(name, cols)
+        conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+        unique = sa.Index(_index_name(name, "bkh_uq"), table.c[KEY_HASH], unique=True)
+        keys = sa.Index(_index_name(name, "bk_ix"), *[table.c[k] for k in key_fields])
+        conn.execute(sa.schema.CreateIndex(unique, if_not_exists=True))
+        conn.execute(sa.schema.CreateIndex(keys, if_not_exists=True))
+
+    def _evolve(
+        self,
+        conn: sa.Connection,
+        name: str,
+        existing: dict[str, ColumnType],
+        desired: dict[str, ColumnType],
+    ) -> None:
+        ops = Operations(MigrationContext.configure(conn))
+        for col, want in desired.items():
+            have = existing.get(col)
+            if have is None:
+                ops.add_column(name, sa.Column(col, _sa_type(want, self.dialect)),
+                               schema=self.schema)
+                continue
+            if holds(have, want):
+                continue  # the column already takes every value of the new type
+            widening = holds(want, have)
+            if not widening and self._has_values(conn, name, col):
+                raise TargetSchemaError(
+                    f"table {name!r}: column {col!r} is {have} in the target but the data is "
+                    f"{want}; changing it would lose data (migrate the column by hand or "
+                    "fix the entity's normalization)"
+                )
+            if self.dialect == "postgresql":
+                ops.alter_column(
+                    name, col, type_=_sa_type(want, self.dialect), schema=self.schema,
+                    postgresql_using=None if widening else f"NULL::{want.sql(self.dialect)}",
+                )
+            else:
+                self._sqlite_record(conn, name, col, want)
+
+    def _has_values(self, conn: sa.Connection, name: str, col: str) -> bool:
+        t = sa.table(name, sa.column(col), schema=self.schema)
+        q = sa.select(sa.literal(1)).select_from(t).where(t.c[col].is_not(None)).limit(1)
+        return conn.execute(q).first() is not None
+
+    def _sqlite_types_table(self) -> sa.Table:
+        return sa.Table(
+            _SQLITE_TYPES_TABLE, sa.MetaData(),
+            sa.Column("table_name", sa.Text, primary_key=True),
+            sa.Column("column_name", sa.Text, primary_key=True),
+            sa.Column("declared", sa.Text, nullable=False),
+            schema=self.schema,
+        )
+
+    def _sqlite_record(self, conn: sa.Connection, name: str, col: str, ct: ColumnType) -> None:
+        t = self._sqlite_types_table()
+        conn.execute(sa.schema.CreateTable(t, if_not_exists=True))
+        stmt = sqlite.insert(t).values(table_name=name, column_name=col, declared=ct.sql("sqlite"))
+        conn.execute(stmt.on_conflict_do_update(
+            index_elements=[t.c.table_name, t.c.column_name], set_={"declared": ct.sql("sqlite")}
+        ))
+
+    def _sqlite_recorded(self, conn: sa.Connection, name: str) -> dict[str, ColumnType]:
+        t = self._sqlite_types_table()
+        if not sa.inspect(conn).has_table(_SQLITE_TYPES_TABLE, schema=self.schema):
+            return {}
+        rows = conn.execute(
+            sa.select(t.c.column_name, t.c.declared).where(t.c.table_name == name)
+        ).all()
+        return {r[0]: from_declared(r[1]) for r in rows}
+
+    # ------------------------------------------------------------------ reads
+
+    def _identity_schema(self, cols: dict[str, ColumnType]) -> pa.Schema:
+        return pa.schema([(c, cols[c].arrow()) for c in IDENTITY_COLUMNS])
+
+    def _key_condition(
+        self,
+        table: sa.Table,
+        cols: dict[str, ColumnType],
+        key_fields: Sequence[str],
+        bound: tuple[Any, ...],
+        op: str,
+    ) -> sa.ColumnElement[bool]:
+        if len(bound) != len(key_fields):
+            raise ValueError(f"key bound {bound!r} does not match key fields {list(key_fields)}")
+        binds: list[sa.ColumnElement[Any]] = []
+        for f, v in zip(key_fields, bound, strict=True):
+            if self.dialect == "postgresql":
+                # Text parameter + typed CAST: ADBC needs no type inference from Python values.
+                p = sa.bindparam(None, _text_param(v), type_=sa.Text())
+                binds.append(sa.cast(p, _sa_type(cols[f], self.dialect)))
+            else:
+                binds.append(sa.bindparam(None, _sqlite_bind(v), type_=sa.types.NullType()))
+        left: sa.ColumnElement[Any]
+        right: sa.ColumnElement[Any]
+        if len(key_fields) == 1:
+            left, right = table.c[key_fields[0]], binds[0]
+        else:
+            left, right = sa.tuple_(*[table.c[k] for k in key_fields]), sa.tuple_(*binds)
+        return left > right if op == ">" else left <= right
+
+    def read_identities(
+        self,
+        name: str,
+        key_fields: Sequence[str],
+        lo: tuple[Any, ...] | None,
+        hi: tuple[Any, ...] | None,
+    ) -> pa.Table:
+        """Identities of the rows whose business key is in ``(lo, hi]`` (None = unbounded),
+        soft-deleted rows included: `_bridge_key_hash`, `_bridge_data_hash`,
+        `_bridge_rowversion`, `_bridge_deleted_at`."""
+        for k in key_fields:
+            _ident(k, "business key field")
+        cols = self._require(name)
+        table = self._table(name, cols)
+        conds = []
+        if lo is not None:
+            conds.append(self._key_condition(table, cols, key_fields, lo, ">"))
+        if hi is not None:
+            conds.append(self._key_condition(table, cols, key_fields, hi, "<="))
+        q = sa.select(*[table.c[c] for c in IDENTITY_COLUMNS]).where(*conds)
+        return self._fetch(q, self._identity_schema(cols))
+
+    def _fetch(self, q: sa.Select[Any], schema: pa.Schema) -> pa.Table:
+        if self.dialect == "postgresql":
+            compiled = q.compile(dialect=_PG_PARAMS)
+            params = [compiled.params[n] for n in compiled.positiontup or ()]
+            got = pg_copy.fetch_arrow(self._adbc_conn(), str(compiled), params)
+            return pa.table(
+                [got.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
+            )
+        return self._fetch_rows(q, schema)
+
+    def _fetch_rows(self, q: sa.Select[Any], schema: pa.Schema) -> pa.Table:
+        """Through the SQLAlchemy driver (SQLite; small PostgreSQL reads with array binds)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        kinds = [from_arrow(f.type) for f in schema]
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+        return pa.table(
+            [_to_arrow(v, ct) for v, ct in zip(columns, kinds, strict=True)], schema=schema
+        )
+
+    def identities_for(
+        self, name: str, key_hashes: pa.Array | pa.ChunkedArray
+    ) -> pa.Table:
+        """Identities (as `read_identities`) of the rows with these key hashes."""
+        cols = self._require(name)
+        table = self._table(name, cols)
+        hashes = [h for h in pc.unique(key_hashes).to_pylist() if h is not None]
+        schema = self._identity_schema(cols)
+        picked = [table.c[c] for c in IDENTITY_COLUMNS]
+        if self.dialect == "postgresql":
+            arr = sa.bindparam("h", hashes, type_=postgresql.ARRAY(sa.Text()))
+            return self._fetch_rows(
+                sa.select(*picked).where(table.c[KEY_HASH] == sa.any_(arr)), schema
+            )
+        parts = [
+            self._fetch_rows(sa.select(*picked).where(table.c[KEY_HASH].in_(part)), schema)
+            for part in _chunks(hashes, 900)
+        ]
+        return pa.concat_tables(parts) if parts else schema.empty_table()
+
+    def existing_keys(self, name: str, key_hashes: pa.Array | pa.ChunkedArray) -> pa.Array:
+        """Per input hash: is there a live (not soft-deleted) row with it?"""
+        cols = self._require(name)
+        table = self._table(name, cols)
+        hashes = [h for h in pc.unique(key_hashes).to_pylist() if h is not None]
+        found: list[str] = []
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql" and hashes:
+                arr = sa.bindparam("h", hashes, type_=postgresql.ARRAY(sa.Text()))
+                q = sa.select(table.c[KEY_HASH]).where(
+                    table.c[KEY_HASH] == sa.any_(arr), table.c[DELETED_AT].is_(None)
+                )
+                found.extend(conn.execute(q).scalars())
+            else:
+                for part in _chunks(hashes, 900):
+                    q = sa.select(table.c[KEY_HASH]).where(
+                        table.c[KEY_HASH].in_(part), table.c[DELETED_AT].is_(None)
+                    )
+                    found.extend(conn.execute(q).scalars())
+        if isinstance(key_hashes, pa.ChunkedArray):
+            key_hashes = key_hashes.combine_chunks()
+        result: pa.Array = pc.is_in(key_hashes, value_set=pa.array(found, pa.string()))
+        return pc.fill_null(result, False)
+
+    def read_table(self, name: str) -> pa.Table:
+        """The whole table as Arrow (tests, demo, small tables)."""
+        cols = self._require(name)
+        table = self._table(name, cols)
+        schema = pa.schema([(c, t.arrow()) for c, t in cols.items()])
+        return self._fetch(sa.select(*table.c), schema)
+
+    def row_count(self, name: str, live_only: bool = True) -> int:
+        """Rows in the table (without soft-deleted ones unless ``live_only=False``)."""
+        table = self._table(name, self._require(name))
+        q = sa.select(sa.func.count()).select_from(table)
+        if live_only:
+            q = q.where(table.c[DELETED_AT].is_(None))
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar_one())
+
+    def duplicate_key_hashes(self, name: str) -> int:
+        """How many key hashes are held by more than one row (0 unless the index is gone)."""
+        table = self._table(name, self._require(name))
+        dup = (
+            sa.select(table.c[KEY_HASH]).group_by(table.c[KEY_HASH])
+            .having(sa.func.count() > 1).subquery()
+        )
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(dup)).scalar_one())
+
+    # ------------------------------------------------------------------ writes
+
+    def _prepare(self, name: str, upserts: pa.Table, cols: dict[str, ColumnType]) -> pa.Table:
+        drop = [
+            c for c in upserts.column_names
+            if c == ROW_ID or c in _WRITE_SET
+            or (c not in cols and pa.types.is_null(upserts.schema.field(c).type))
+        ]
+        data = upserts.drop_columns(drop) if drop else upserts
+        unknown = [c for c in data.column_names if c not in cols]
+        if unknown:
+            raise TargetSchemaError(
+                f"table {name!r} has no columns {unknown}: call ensure_table with the new schema"
+            )
+        if KEY_HASH not in data.column_names:
+            raise ValueError(f"upserts for {name!r} lack {KEY_HASH}")
+        if data.num_rows == 0:
+            return data
+        keys = data.column(KEY_HASH)
+        if keys.null_count:
+            raise ValueError(f"upserts for {name!r}: {keys.null_count} rows without {KEY_HASH}")
+        distinct = pc.count_distinct(keys).as_py()
+        if distinct != data.num_rows:
+            raise ValueError(
+                f"upserts for {name!r}: {data.num_rows - distinct} duplicate {KEY_HASH} values "
+                "(one row per key per write)"
+            )
+        arrays = []
+        for c in data.column_names:
+            want = cols[c].arrow()
+            try:
+                arrays.append(data.column(c).cast(want))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise TargetSchemaError(
+                    f"table {name!r}: column {c!r} ({cols[c]}) cannot take the data's "
+                    f"{data.schema.field(c).type} values: {exc}"
+                ) from None
+        return pa.table(arrays, names=data.column_names)
+
+    def write(
+        self,
+        name: str,
+        upserts: pa.Table,
+        deletes: pa.Array | pa.ChunkedArray,
+        batch_id: str,
+        synced_at: datetime,
+        conn: sa.Connection | None = None,
+    ) -> WriteCounts:
+        """Insert/update ``upserts`` and soft-delete the ``deletes`` key hashes.
+
+        Written rows get ``batch_id``/``synced_at`` and are un-deleted; deletes set
+        `_bridge_deleted_at` = ``synced_at`` on live rows only. Runs in ``conn``'s transaction
+        (or its own).
+        """
+        if synced_at.tzinfo is None:
+            raise ValueError("synced_at must be timezone-aware (UTC)")
+        cols = self._require(name, conn)
+        data = self._prepare(name, upserts, cols)
+        if isinstance(deletes, pa.ChunkedArray):
+            deletes = deletes.combine_chunks()
+        gone = [h for h in pc.unique(deletes).to_pylist() if h is not None]
+        table = self._table(name, cols)
+        upserted = deleted = 0
+        with self._tx(conn) as c:
+            if data.num_rows:
+                if self.dialect == "postgresql":
+                    upserted = self._upsert_pg(c, name, table, data, batch_id, synced_at)
+                else:
+                    upserted = self._upsert_sqlite(c, table, data, cols, batch_id, synced_at)
+            if gone:
+                deleted = self._soft_delete(c, table, gone, batch_id, synced_at)
+        return WriteCounts(upserted, deleted)
+
+    def _upsert_pg(
+        self,
+        conn: sa.Connection,
+        name: str,
+        table: sa.Table,
+        data: pa.Table,
+        batch_id: str,
+        synced_at: datetime,
+    ) -> int:
+        raw = conn.connection.driver_connection
+        stage = f"sf_stage_{uuid.uuid4().hex[:16]}"
+        names = data.column_names
+        pg_copy.create_stage(raw, stage, name, self.schema)
+        pg_copy.copy_table(raw, stage, names, data)
+        stg = sa.table(stage, *[sa.column(n) for n in names])
+        sel = sa.select(
+            *[stg.c[n] for n in names],
+            sa.literal(batch_id, sa.Text()),
+            sa.literal(synced_at, postgresql.TIMESTAMP(timezone=True)),
+            sa.null(),
+        )
+        ins = postgresql.insert(table).from_select([*names, *_WRITE_SET], sel)
+        ins = ins.on_conflict_do_update(
+            index_elements=[table.c[KEY_HASH]],
+            set_={n: ins.excluded[n] for n in [*names, *_WRITE_SET] if n != KEY_HASH},
+        )
+        conn.execute(ins)
+        pg_copy.drop_stage(raw, stage)
+        # ON CONFLICT DO UPDATE inserts or updates each (unique-keyed) staged row exactly once.
+        return int(data.num_rows)
+
+    def _upsert_sqlite(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        data: pa.Table,
+        cols: dict[str, ColumnType],
+        batch_id: str,
+        synced_at: datetime,
+    ) -> int:
+        names = [*data.column_names, *_WRITE_SET]
+        ins = sqlite.insert(table).values({n: sa.bindparam(f"v{i}") for i, n in enumerate(names)})
+        ins = ins.on_conflict_do_update(
+            index_elements=[table.c[KEY_HASH]],
+            set_={n: ins.excluded[n] for n in names if n != KEY_HASH},
+        )
+        compiled = ins.compile(dialect=conn.dialect)
+        # Vectorized conversion to SQLite's storage form, then one executemany.
+        values: dict[str, Any] = {}
+        for i, n in enumerate(data.column_names):
+            values[f"v{i}"] = self._sqlite_values(data.column(n), cols[n])
+        k = len(data.column_names)
+        values[f"v{k}"] = itertools.repeat(batch_id)
+        values[f"v{k + 1}"] = itertools.repeat(_sqlite_ts(synced_at))
+        values[f"v{k + 2}"] = itertools.repeat(None)
+        order = compiled.positiontup or []
+        rows = list(zip(*[values[p] for p in order]))  # noqa: B905 (repeat() is endless)
+        conn.exec_driver_sql(str(compiled), rows)
+        return int(data.num_rows)
+
+    @staticmethod
+    def _sqlite_values(col: pa.ChunkedArray, ct: ColumnType) -> list[Any]:
+        if ct.kind in ("timestamptz", "timestamp"):
+            ts = col.cast(pa.timestamp("us", tz="UTC") if ct.kind == "timestamptz"
+                          else pa.timestamp("us"))
+            out: list[Any] = pc.strftime(ts, _SQLITE_TS).to_pylist()
+            return out
+        if ct.kind in ("date", "decimal"):
+            text: list[Any] = col.cast(pa.string()).to_pylist()
+            return text
+        values: list[Any] = col.to_pylist()
+        return values
+
+    def _soft_delete(
+        self,
+        conn: sa.Connection,
+        table: sa.Table,
+        hashes: list[str],
+        batch_id: str,
+        synced_at: datetime,
+    ) -> int:
+        at: Any = synced_at if self.dialect == "postgresql" else _sqlite_ts(synced_at)
+        values = {DELETED_AT: at, BATCH_ID: batch_id}
+        if self.dialect == "postgresql":
+            arr = sa.bindparam("h", hashes, type_=postgresql.ARRAY(sa.Text()))
+            upd = (
+                sa.update(table)
+                .where(table.c[KEY_HASH] == sa.any_(arr), table.c[DELETED_AT].is_(None))
+                .values(values)
+            )
+            return int(conn.execute(upd).rowcount)
+        n = 0
+        for part in _chunks(hashes, 900):
+            upd = (
+                sa.update(table)
+                .where(table.c[KEY_HASH].in_(part), table.c[DELETED_AT].is_(None))
+                .values(values)
+            )
+            n += conn.execute(upd).rowcount
+        return n
