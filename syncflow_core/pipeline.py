@@ -163,8 +163,8 @@ def _normalize_key(
     ent: EntityConfig, source_types: dict[str, str], key: tuple[Any, ...] | None
 ) -> tuple[Any, ...] | None:
     """A source key tuple as the target holds it (after the same normalization as the rows)."""
-    if key is None:
-        return None
+    if key is None or key == ():
+        return key  # unbounded, or the bottom of the key space (an empty slice)
     src = _source_keys(ent)
     table = pa.Table.from_pylist([dict(zip(src, key, strict=True))])
     result = normalize(table, ent, {k: v for k, v in source_types.items() if k in src})
@@ -233,6 +233,10 @@ def extract(
             watermark=watermark,
         )
     )
+    if bounds.lo is None and start is None:
+        # Rows with a NULL key sit outside every key range; the first slice reads them at the
+        # start of its pass so identity turns them into failed records instead of losing them.
+        chunks.extend(source.read_null_keys(ent.source, src_keys, ent.chunk_size))
     for chunk in reader:
         if chunk.num_rows:
             chunks.append(chunk)
@@ -383,13 +387,17 @@ def resolve_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
     durations = dict(batch.info.get("durations", {}))
     stop = _timed(durations, "resolve")
     upserts = batch.table("upserts")
+    rejects = batch.table("rejects")
     if ent.parent_refs and upserts.num_rows:
         split = split_by_parents(upserts, ent, _parent_exists(rt))
         loadable, pending = split.loadable, split.waiting
+        if split.rejects.num_rows:
+            rejects = _concat([rejects, materialize_rejects(upserts, split.rejects, entity)])
     else:
         loadable, pending = upserts, None
     stop()
     tables = dict(batch.tables)
+    tables["rejects"] = rejects
     tables["upserts"] = loadable
     if pending is not None:
         tables["pending"] = pending
@@ -483,7 +491,8 @@ def load_batch(
         updated=updated,
         unchanged=int(batch.info.get("unchanged", 0)),
         deleted=int(getattr(counts, "deleted", len(deletes))),
-        pending=0 if pending is None else pending.num_rows,
+        # One waiting row per (child, missing parent): count children, not pairs.
+        pending=0 if pending is None else len(pc.unique(pending.column("key_hash"))),
         superseded=int(batch.info.get("superseded", 0)),
         paused=paused,
         complete=complete,
