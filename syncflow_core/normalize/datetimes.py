@@ -38,7 +38,14 @@ from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig, FieldOptions
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
-from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
+from syncflow_core.normalize.safe_cast import (
+    BoolMask,
+    as_array,
+    bool_mask,
+    cast_or_none,
+    scatter,
+    try_cast,
+)
 
 __all__ = ["STAGE", "localize", "parse_datetime_text", "parse_datetimes", "rr_year"]
 
@@ -49,8 +56,9 @@ NAIVE = pa.timestamp("us")
 UTC = pa.timestamp("us", tz="UTC")
 
 _TIME = r"(?P<t>\d{1,2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?)"
-_ISO = (r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?)?"
-        r"(?P<tz>Z|[+-]\d{2}(?::?\d{2})?)?$")
+_ISO_BODY = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}(?::\d{2}(?:\.\d{1,9})?)?)?)?"
+_ISO_NAIVE = _ISO_BODY + "$"
+_ISO_TZ = _ISO_BODY + r"(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 _SLASH = rf"^(?P<a>\d{{1,2}})/(?P<b>\d{{1,2}})/(?P<y>\d{{4}})(?:[ T]{_TIME})?$"
 _DOT = rf"^(?P<a>\d{{1,2}})\.(?P<b>\d{{1,2}})\.(?P<y>\d{{4}})(?:[ T]{_TIME})?$"
 _ORACLE = (r"^(?P<a>\d{1,2})-(?P<mon>[A-Za-z]{3})-(?P<y>\d{4}|\d{2})"
@@ -156,13 +164,16 @@ def parse_datetime_text(values: pa.Array, opts: FieldOptions,
     n = len(values)
     res = _Parsed(n)
     valid = bool_mask(pc.is_valid(values))
-    tz_part = pc.struct_field(pc.extract_regex(values, _ISO), "tz")
-    iso = bool_mask(pc.is_valid(tz_part))
-    has_tz = iso & bool_mask(pc.not_equal(tz_part, ""))
-    iso_naive = iso & ~has_tz
-    if (iso_naive | ~valid).all():  # the common case: one cast for the whole column
-        out, failed = try_cast(values, NAIVE)
-        return out, np.zeros(n, np.bool_), failed
+    # Fast path: Arrow's ISO cast accepts only offset-free ISO text, so if the whole column
+    # casts, every value was naive ISO (the usual case for database-exported timestamps).
+    whole = cast_or_none(values, NAIVE)
+    if whole is not None:
+        return whole, np.zeros(n, np.bool_), np.zeros(n, np.bool_)
+    iso_naive = bool_mask(pc.match_substring_regex(values, _ISO_NAIVE))
+    maybe_tz = np.flatnonzero(valid & ~iso_naive)
+    has_tz = np.zeros(n, np.bool_)
+    has_tz[_classify(values, _ISO_TZ, maybe_tz)] = True
+    iso = iso_naive | has_tz
     for mask, to in ((iso_naive, NAIVE), (has_tz, UTC)):
         pos = np.flatnonzero(mask)
         if len(pos):

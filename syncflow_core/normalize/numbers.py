@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 
 from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig
+from syncflow_core.normalize.bytescan import delete_byte
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
 from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
@@ -98,9 +99,9 @@ def parse_number_text(values: pa.Array, dec: str) -> pa.Array:
     simple, _, _ = _patterns(dec)
     grp = "," if dec == "." else "."
     is_simple = bool_mask(pc.match_substring_regex(values, simple))
-    canon = pc.replace_substring(values, grp, "") if is_simple.any() else values
-    if dec == "," and is_simple.any():
-        canon = pc.replace_substring(canon, ",", ".")
+    canon = values
+    if is_simple.any():
+        canon = delete_byte(values, grp, (",", ".") if dec == "," else None)
     rest = ~is_simple & bool_mask(pc.is_valid(values))
     out = pc.if_else(pa.array(is_simple), canon, pa.scalar(None, pa.string()))
     if rest.any():

@@ -12,7 +12,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["as_array", "bool_mask", "scatter", "try_cast"]
+__all__ = ["as_array", "bool_mask", "cast_or_none", "scatter", "try_cast"]
 
 BoolMask = npt.NDArray[np.bool_]
 
@@ -46,7 +46,8 @@ def scatter(base: pa.Array, mask: BoolMask, values: pa.Array) -> pa.Array:
     return pc.replace_with_mask(base, pa.array(mask), values)
 
 
-def _cast_or_none(arr: pa.Array, to: pa.DataType) -> pa.Array | None:
+def cast_or_none(arr: pa.Array, to: pa.DataType) -> pa.Array | None:
+    """``arr`` safely cast to ``to``, or None if any value does not fit."""
     try:
         return arr.cast(to, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
@@ -56,13 +57,13 @@ def _cast_or_none(arr: pa.Array, to: pa.DataType) -> pa.Array | None:
 def _bisect(arr: pa.Array, to: pa.DataType, start: int, out: list[pa.Array],
             failed: BoolMask) -> None:
     n = len(arr)
-    ok = _cast_or_none(arr, to)
+    ok = cast_or_none(arr, to)
     if ok is not None:
         out.append(ok)
         return
     if n <= _LEAF:
         for i in range(n):
-            one = _cast_or_none(arr.slice(i, 1), to)
+            one = cast_or_none(arr.slice(i, 1), to)
             if one is None:
                 failed[start + i] = True
                 out.append(pa.nulls(1, to))
@@ -80,7 +81,7 @@ def try_cast(arr: pa.Array, to: pa.DataType) -> tuple[pa.Array, BoolMask]:
     Returns the cast array and a mask of the positions whose (non-null) value failed.
     """
     failed = np.zeros(len(arr), dtype=np.bool_)
-    ok = _cast_or_none(arr, to)
+    ok = cast_or_none(arr, to)
     if ok is not None:
         return ok, failed
     parts: list[pa.Array] = []
