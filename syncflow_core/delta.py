@@ -105,6 +105,12 @@ def _join_indices(
     inc_keys: pa.Array, st_keys: pa.Array, ik: np.ndarray, sk: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(incoming idx, stored idx) of matches and stored-only idx, or None if the prefix lied."""
+    # Repeated prefixes on either side would multiply join rows (a target holding hashes that
+    # are not ours could even make it quadratic): go straight to the full-key join then.
+    if pc.count_distinct(pa.array(ik)).as_py() != len(ik):
+        return None
+    if pc.count_distinct(pa.array(sk)).as_py() != len(sk):
+        return None
     left = pa.table({"k": ik, "i": np.arange(len(ik), dtype=np.int64)})
     right = pa.table({"k": sk, "s": np.arange(len(sk), dtype=np.int64)})
     j = left.join(right, "k", join_type="full outer")

@@ -1,0 +1,188 @@
+"""Delta classification: what gets written, skipped, deleted and rejected per strategy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from syncflow_core.config import EntityConfig
+from syncflow_core.delta import STORED_SCHEMA, classify, empty_stored
+from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, ROWVERSION, identify
+from syncflow_core.rejects import ROW_ID
+
+ITEMS = EntityConfig(
+    name="items", source={"table": "items"}, business_key_fields=("code",), rowversion_field="rv"
+)
+
+
+def batch(rows: list[tuple[str, int, int]]) -> pa.Table:
+    """Identified rows of (code, price, rv)."""
+    t = pa.table({"code": [r[0] for r in rows], "price": [r[1] for r in rows],
+                  "rv": [r[2] for r in rows]})
+    return identify(t, ITEMS).table
+
+
+def stored_from(
+    rows: list[tuple[str, int, int]], deleted: set[str] = frozenset()  # type: ignore[assignment]
+) -> pa.Table:
+    """What the target would hold after loading ``rows`` (some soft-deleted)."""
+    b = batch(rows)
+    return pa.table(
+        {
+            KEY_HASH: b.column(KEY_HASH),
+            DATA_HASH: b.column(DATA_HASH),
+            ROWVERSION: b.column(ROWVERSION),
+            DELETED_AT: pa.array(
+                [datetime(2024, 1, 1, tzinfo=UTC) if r[0] in deleted else None for r in rows],
+                pa.timestamp("us", "UTC"),
+            ),
+        }
+    )
+
+
+def codes(t: pa.Table) -> list[str]:
+    return t.column("code").to_pylist()
+
+
+def key_of(code: str) -> str:
+    return batch([(code, 0, 0)]).column(KEY_HASH)[0].as_py()
+
+
+STORED = [("A", 1, 1), ("B", 2, 1), ("C", 3, 1), ("GONE", 9, 1), ("DEAD", 5, 1)]
+INCOMING = [("A", 1, 1), ("B", 20, 2), ("C", 3, 2), ("NEW", 7, 1), ("DEAD", 5, 1)]
+
+
+def test_hash_writes_only_changes_and_deletes_missing_live_keys() -> None:
+    r = classify(batch(INCOMING), stored_from(STORED, {"DEAD"}), "hash", rowversion_field="rv")
+    assert codes(r.inserts) == ["NEW"]
+    assert codes(r.updates) == ["B", "DEAD"]  # B changed; DEAD comes back (un-delete)
+    assert r.unchanged == 2  # A, and C whose only change is its row version
+    assert r.deletes.to_pylist() == [key_of("GONE")]
+    assert r.rejects.num_rows == 0 and r.superseded == 0
+
+
+def test_full_writes_every_row_and_deletes_missing() -> None:
+    r = classify(batch(INCOMING), stored_from(STORED), "full", rowversion_field=None)
+    assert codes(r.inserts) == ["NEW"]
+    assert codes(r.updates) == ["A", "B", "C", "DEAD"]
+    assert r.unchanged == 0
+    assert r.deletes.to_pylist() == [key_of("GONE")]
+
+
+def test_rowversion_compares_versions_and_never_deletes() -> None:
+    r = classify(batch(INCOMING), stored_from(STORED, {"DEAD"}), "rowversion",
+                 rowversion_field="rv")
+    assert codes(r.inserts) == ["NEW"]
+    assert codes(r.updates) == ["B", "C", "DEAD"]  # C: new version, same data; DEAD: undelete
+    assert r.unchanged == 1
+    assert len(r.deletes) == 0
+
+
+def test_rowversion_compares_across_int_and_text_storage() -> None:
+    stored = stored_from(STORED).set_column(
+        2, ROWVERSION, pa.array(["1", "1", "2", "1", "1"], pa.string())
+    )
+    r = classify(batch(INCOMING), stored, "rowversion", rowversion_field="rv")
+    assert codes(r.updates) == ["B"]
+
+
+def test_no_deletes_when_the_stored_scope_is_incomplete() -> None:
+    r = classify(batch(INCOMING), stored_from(STORED), "hash", rowversion_field="rv",
+                 complete_scope=False)
+    assert len(r.deletes) == 0
+
+
+def test_already_deleted_rows_are_not_deleted_again() -> None:
+    r = classify(batch([("A", 1, 1)]), stored_from([("A", 1, 1), ("X", 1, 1)], {"X"}), "hash",
+                 rowversion_field=None)
+    assert len(r.deletes) == 0
+
+
+def test_duplicates_without_a_winner_are_all_rejected_naming_the_key() -> None:
+    b = batch([("A", 1, 1), ("D", 2, 3), ("D", 3, 3), ("E", 1, 1)])
+    r = classify(b, empty_stored(pa.int64()), "hash", rowversion_field="rv")
+    assert codes(r.inserts) == ["A", "E"]
+    assert r.rejects.column(ROW_ID).to_pylist() == [1, 2]
+    assert set(r.rejects.column("error_code").to_pylist()) == {"duplicate_key"}
+    assert set(r.rejects.column("stage").to_pylist()) == {"delta"}
+    assert "items[code=D]" in r.rejects.column("message")[0].as_py()
+    assert r.superseded == 0
+
+
+def test_the_strictly_highest_rowversion_wins_a_duplicate() -> None:
+    b = batch([("D", 1, 1), ("D", 2, 5), ("D", 3, 2), ("A", 1, 1)])
+    r = classify(b, STORED_SCHEMA.empty_table(), "hash", rowversion_field="rv")
+    assert r.inserts.column("price").to_pylist() == [2, 1]
+    assert r.superseded == 2
+    assert r.rejects.num_rows == 0
+
+
+def test_without_a_rowversion_field_duplicates_are_rejected() -> None:
+    b = batch([("D", 1, 1), ("D", 2, 5)])
+    r = classify(b, STORED_SCHEMA.empty_table(), "hash", rowversion_field=None)
+    assert r.inserts.num_rows == 0
+    assert r.rejects.num_rows == 2
+
+
+def test_stored_table_with_bad_hashes_is_a_clear_error() -> None:
+    bad = pa.table(
+        {KEY_HASH: ["nothex"], DATA_HASH: ["x"], ROWVERSION: pa.array([None], pa.string()),
+         DELETED_AT: pa.array([None], pa.timestamp("us", "UTC"))},
+        schema=STORED_SCHEMA,
+    )
+    with pytest.raises(ValueError, match="32 hex"):
+        classify(batch([("A", 1, 1)]), bad, "hash", rowversion_field=None)
+
+
+def test_prefix_collisions_fall_back_to_full_keys() -> None:
+    # Two different stored keys sharing the first 64 bits with incoming keys: the uint64 join
+    # pairs them wrongly; classify must notice and still give the right answer.
+    inc = batch([("A", 1, 1), ("B", 2, 1)])
+    ka, kb = inc.column(KEY_HASH).to_pylist()
+    fake_a = ka[:16] + ("0" * 16 if ka[16:] != "0" * 16 else "1" * 16)
+    stored = pa.table({
+        KEY_HASH: [fake_a, kb], DATA_HASH: ["x", inc.column(DATA_HASH)[1].as_py()],
+        ROWVERSION: pa.array([1, 1]), DELETED_AT: pa.array([None, None], pa.timestamp("us", "UTC")),
+    })
+    r = classify(inc, stored, "hash", rowversion_field=None)
+    assert codes(r.inserts) == ["A"]
+    assert r.unchanged == 1
+    assert r.deletes.to_pylist() == [fake_a]
+
+
+@given(
+    st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 3), max_size=25),
+    st.dictionaries(st.text("abc", min_size=1, max_size=3), st.integers(0, 3), max_size=25),
+)
+@settings(max_examples=80, deadline=None)
+def test_hash_strategy_matches_a_dictionary_model(inc: dict[str, int], old: dict[str, int]) -> None:
+    r = classify(batch([(k, v, 1) for k, v in inc.items()]),
+                 stored_from([(k, v, 1) for k, v in old.items()]), "hash", rowversion_field="rv")
+    assert sorted(codes(r.inserts)) == sorted(k for k in inc if k not in old)
+    assert sorted(codes(r.updates)) == sorted(k for k in inc if k in old and old[k] != inc[k])
+    assert r.unchanged == sum(1 for k in inc if k in old and old[k] == inc[k])
+    assert sorted(r.deletes.to_pylist()) == sorted(key_of(k) for k in old if k not in inc)
+
+
+def _big(n: int, seed: int) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
+    # Key hashes whose first 64 bits are all zero: the prefix join must not go quadratic.
+    rng = np.random.default_rng(seed)
+    keys = [f"{i:032x}" for i in rng.integers(0, 2**62, n, dtype=np.int64)]
+    data = [f"{i:032x}" for i in rng.integers(0, 2**62, n, dtype=np.int64)]
+    inc = pa.table({KEY_HASH: keys, DATA_HASH: data, ROW_ID: pa.array(np.arange(n))})
+    stored = pa.table({KEY_HASH: keys[::-1], DATA_HASH: data[::-1],
+                       ROWVERSION: pa.nulls(n, pa.string()),
+                       DELETED_AT: pa.nulls(n, pa.timestamp("us", "UTC"))})
+    return inc, stored, {}
+
+
+def test_keys_sharing_one_prefix_still_join_in_linear_memory() -> None:
+    inc, stored, _ = _big(50_000, 1)
+    r = classify(inc, stored, "hash", rowversion_field=None)
+    assert r.unchanged == 50_000 and r.inserts.num_rows == 0 and len(r.deletes) == 0
