@@ -102,9 +102,10 @@ def delete_byte(arr: pa.Array, remove: str, translate: tuple[str, str] | None = 
     Equivalent to ``replace_substring(arr, remove, '')`` (+ a second replace), ~5x faster.
     """
     rb = row_bytes(arr)
-    keep = rb.data != ord(remove)
-    data = rb.data[keep]
+    pos = np.flatnonzero(rb.data == ord(remove))
+    data = np.delete(rb.data, pos) if len(pos) else rb.data.copy()
     if translate is not None:
         data[data == ord(translate[0])] = ord(translate[1])
-    kept = np.concatenate([np.zeros(1, np.int64), np.cumsum(keep, dtype=np.int64)])
-    return _string_from(arr, kept[rb.offsets], data)
+    # Each offset moves left by the number of removed bytes before it.
+    offsets = rb.offsets - np.searchsorted(pos, rb.offsets)
+    return _string_from(arr, offsets, data)
