@@ -27,9 +27,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncflow_core.batch import Batch
+from syncflow_core.batch import Batch, StageResult
 from syncflow_core.config import EntityConfig, check_source_columns
-from syncflow_core.delta import classify
+from syncflow_core.delta import classify, empty_stored
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
     BRIDGE_COLUMNS,
@@ -38,11 +38,19 @@ from syncflow_core.identity import (
     identify,
 )
 from syncflow_core.keycodec import decode_key, encode_key
-from syncflow_core.normalize import normalize
+from syncflow_core.normalize import (
+    apply_mappings,
+    clean_strings,
+    coerce_types,
+    normalize,
+    parse_datetimes,
+    parse_numbers,
+)
 from syncflow_core.parallel import map_tables
 from syncflow_core.rejects import (
     REJECT_SCHEMA,
     ROW_ID,
+    empty_reject_specs,
     materialize_rejects,
     with_row_ids,
     without_row_ids,
@@ -167,7 +175,13 @@ def _normalize_key(
         return key  # unbounded, or the bottom of the key space (an empty slice)
     src = _source_keys(ent)
     table = pa.Table.from_pylist([dict(zip(src, key, strict=True))])
-    result = normalize(table, ent, {k: v for k, v in source_types.items() if k in src})
+    types = {k: v for k, v in source_types.items() if k in src}
+    # Layers 1-4 as for the rows, then only the renames (other mappings need other columns).
+    result = StageResult(table, empty_reject_specs())
+    for layer in (coerce_types, clean_strings, parse_numbers, parse_datetimes):
+        result = layer(result.table, ent, types)
+    renames = [m for m in ent.field_mappings if m.op == "rename" and m.field in src]
+    result = apply_mappings(result.table, ent, mappings=renames)
     if result.table.num_rows != 1:
         raise ConfigError(
             f"entity '{ent.name}': slice bound {key!r} does not survive normalization"
@@ -247,7 +261,7 @@ def extract(
             complete = chunk.num_rows < ent.chunk_size
             break
     raw = (
-        pa.concat_tables(chunks, promote_options="permissive")
+        _unify_chunks(chunks)
         if chunks
         else pa.table({c: pa.array([], pa.string()) for c in source_types})
     )
@@ -266,6 +280,29 @@ def extract(
             "durations": durations,
         },
     )
+
+
+def _unify_chunks(chunks: list[pa.Table]) -> pa.Table:
+    """Concatenate chunks whose column types may differ (messy sources, all-null chunks).
+
+    A column typed differently across chunks becomes text in every chunk: normalization parses
+    text by the declared type anyway, and text loses no value.
+    """
+    types: dict[str, set[pa.DataType]] = {}
+    for chunk in chunks:
+        for f in chunk.schema:
+            if not pa.types.is_null(f.type):
+                types.setdefault(f.name, set()).add(f.type)
+    mixed = {name for name, ts in types.items() if len(ts) > 1}
+    if mixed:
+        fixed = []
+        for chunk in chunks:
+            for name in mixed & set(chunk.column_names):
+                i = chunk.column_names.index(name)
+                chunk = chunk.set_column(i, name, chunk.column(name).cast(pa.string()))
+            fixed.append(chunk)
+        chunks = fixed
+    return pa.concat_tables(chunks, promote_options="permissive")
 
 
 def _source_columns_after_mapping(ent: EntityConfig, columns: list[str]) -> list[str]:
@@ -335,7 +372,7 @@ def delta_batch(rt: Runtime, entity: str, slice_key: str, batch: Batch) -> Batch
     if target.table_exists(ent.table_name):
         stored = target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     else:
-        stored = None
+        stored = empty_stored()
     result = classify(
         rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field, complete_scope=True
     )

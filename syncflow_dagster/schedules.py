@@ -87,7 +87,8 @@ def _night_ticks(
         completed = {}
         for key in keys:
             cursor = rt.state.get_cursor(entity.name, key)
-            completed[key] = 0 if cursor is None else int(cursor.pass_no)
+            # pass_no is the 1-based pass the slice is in (done bumps it): finished = pass_no - 1.
+            completed[key] = 0 if cursor is None else int(cursor.pass_no) - 1
     in_flight = set(_partitions(context, {ENTITY_TAG: entity.name}, IN_FLIGHT))
     finished = {
         part

@@ -155,12 +155,9 @@ def _parent_arrival(
             return
         with syncflow.runtime() as rt:
             waiting = rt.state.pending_counts(entity.name)
-        total = sum(waiting.values()) if isinstance(waiting, dict) else int(waiting)
-        if not total:
-            yield SkipReason(
-                f"{', '.join(p for p, _, _ in arrived)} materialized; "
-                f"no `{entity.name}` children are waiting"
-            )
+        arrived = [a for a in arrived if waiting.by_parent.get(a[0], 0)]
+        if not arrived:
+            yield SkipReason(f"parents materialized; no `{entity.name}` children wait for them")
             return
         for parent, storage_id, run_id in arrived:
             yield RunRequest(

@@ -85,7 +85,9 @@ def _canonical_full(values: pa.Array, dec: str) -> pa.Array:
     digits = pc.replace_substring_regex(f["int"], gclass, "")
     digits = pc.if_else(pc.equal(digits, ""), "0", digits)
     frac = pc.if_else(pc.equal(f["frac"], ""), "0", f["frac"])
-    exp = pc.if_else(pc.equal(f["exp"], ""), "0", f["exp"]).cast(pa.int64())
+    # int64 cast refuses a leading '+' ('1.5E+02'); drop it.
+    exp_text = pc.replace_substring(f["exp"], "+", "")
+    exp = pc.if_else(pc.equal(exp_text, ""), "0", exp_text).cast(pa.int64())
     exp = pc.subtract(exp, pc.multiply(pct.cast(pa.int64()), 2))
     sign = pc.if_else(pc.greater(minus, 0), "-", "")
     body = pc.binary_join_element_wise(sign, digits, ".", frac, "")
