@@ -18,7 +18,7 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql
 
-__all__ = ["adbc_uri", "copy_table", "create_stage", "drop_stage", "fetch_arrow"]
+__all__ = ["adbc_uri", "analyze", "copy_table", "create_stage", "drop_stage", "fetch_arrow"]
 
 _COPY_BATCH_ROWS = 100_000
 
@@ -33,11 +33,24 @@ def copy_table(
     )
     opts = pacsv.WriteOptions(include_header=False)
     data = data.select(list(columns))
-    with dbapi_conn.cursor() as cur, cur.copy(stmt) as copy:
-        for batch in data.to_batches(max_chunksize=_COPY_BATCH_ROWS):
-            buf = io.BytesIO()
-            pacsv.write_csv(batch, buf, opts)
-            copy.write(buf.getbuffer())
+    zoned = [i for i, f in enumerate(data.schema) if pa.types.is_timestamp(f.type) and f.type.tz]
+    for i in zoned:
+        # Arrow formats zoned timestamps ~15x slower than naive ones; the naive cast keeps the
+        # UTC instant, and the session zone is UTC while copying (restored afterwards).
+        naive = pa.timestamp(data.schema.field(i).type.unit)
+        data = data.set_column(i, pa.field(data.field(i).name, naive), data.column(i).cast(naive))
+    with dbapi_conn.cursor() as cur:
+        old_zone = None
+        if zoned:
+            old_zone = cur.execute("SELECT current_setting('TimeZone')").fetchone()[0]
+            cur.execute("SELECT set_config('TimeZone', 'UTC', true)")
+        with cur.copy(stmt) as copy:
+            for batch in data.to_batches(max_chunksize=_COPY_BATCH_ROWS):
+                buf = io.BytesIO()
+                pacsv.write_csv(batch, buf, opts)
+                copy.write(buf.getbuffer())
+        if old_zone is not None:
+            cur.execute("SELECT set_config('TimeZone', %s, true)", (old_zone,))
 
 
 def adbc_uri(url: sa.URL) -> str:
@@ -64,6 +77,11 @@ def create_stage(dbapi_conn: Any, stage: str, like: str, schema: str | None = No
             sql.Identifier(stage), source
         )
     )
+
+
+def analyze(dbapi_conn: Any, table: str) -> None:
+    """Collect planner statistics for a freshly loaded (staging) table."""
+    dbapi_conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
 
 
 def drop_stage(dbapi_conn: Any, stage: str) -> None:

@@ -316,3 +316,25 @@ def test_identities_for_given_hashes(target: SqlTarget) -> None:
     got = target.identities_for("orders", pa.array([_h("EU", 3), _h("EU", 42)]))
     assert got.column("_bridge_key_hash").to_pylist() == [_h("EU", 3)]
     assert got.column("_bridge_rowversion").to_pylist() == [1003]
+
+
+@pytest.mark.postgres
+def test_timestamps_exact_whatever_the_session_time_zone(pg_url: str) -> None:
+    with sa.create_engine(pg_url).connect() as conn:
+        db = conn.execute(sa.text("SELECT current_database()")).scalar_one()
+        conn.execute(sa.text(f'ALTER DATABASE "{db}" SET timezone = \'America/New_York\''))
+        conn.commit()
+    target = SqlTarget(pg_url)
+    with target.engine.connect() as conn:
+        assert conn.execute(sa.text("SHOW timezone")).scalar_one() == "America/New_York"
+    rows = _rows([("EU", 1, "Ann"), ("EU", 2, "Bob")])
+    target.ensure_table("orders", SCHEMA, KEYS)
+    with target.begin() as conn:
+        target.write("orders", rows, NO_DELETES, "run-1", T1, conn)
+        # The caller's session zone is left as it was.
+        assert conn.execute(sa.text("SHOW timezone")).scalar_one() == "America/New_York"
+    got = _by_key(target.read_table("orders"))
+    for r in rows.to_pylist():
+        assert got[r["_bridge_key_hash"]]["created_at"] == r["created_at"]
+        assert got[r["_bridge_key_hash"]]["_bridge_synced_at"] == T1
+    target.close()
