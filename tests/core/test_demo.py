@@ -248,7 +248,7 @@ def test_demo_config_validates_against_the_generated_erp(
     assert cfg.sources["erp"].kind == "sql"
     assert cfg.entity("order_lines").business_key_fields == ("order_no", "line_no")
     assert cfg.entity("orders").delta_strategy == "rowversion"
-    assert cfg.entity("employees").delta_strategy == "full"
+    assert cfg.entity("employees").delta_strategy == "hash"
     assert cfg.entity("order_lines").schedule.days_to_complete == 7
     (manager,) = cfg.entity("employees").parent_refs
     assert manager.entity == "employees" and not manager.required
