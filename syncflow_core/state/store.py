@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
@@ -25,6 +25,7 @@ from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncflow_core.keycodec import dumps_key, loads_key
+from syncflow_core.slices import SliceBounds
 from syncflow_core.state.tables import (
     failed_records,
     pending_children,
@@ -87,23 +88,6 @@ PENDING_SCHEMA = pa.schema(
         ("run_id", pa.string()),
     ]
 )
-
-
-class SliceBounds(NamedTuple):
-    """One slice of an entity's key range ``(lo, hi]``; ``None`` = unbounded."""
-
-    slice_key: str
-    lo: Key | None
-    hi: Key | None
-
-
-class _HasBounds(Protocol):
-    @property
-    def slice_key(self) -> str: ...
-    @property
-    def lo(self) -> Key | None: ...
-    @property
-    def hi(self) -> Key | None: ...
 
 
 @dataclass(frozen=True)
@@ -228,9 +212,9 @@ class StateStore:
     # ------------------------------------------------------------------ slice plans
 
     def save_slice_plan(
-        self, entity: str, slices: Sequence[_HasBounds], conn: sa.Connection | None = None
+        self, entity: str, slices: Sequence[SliceBounds], conn: sa.Connection | None = None
     ) -> None:
-        """Store (replace) the entity's slice plan, in the given order."""
+        """Store (replace) the entity's slice plan, in the given order (`slices.SliceBounds`)."""
         now = _now()
         rows = [
             {

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from syncflow_core.keycodec import dumps_key
 from syncflow_core.rejects import REJECT_SCHEMA
-from syncflow_core.state.store import SliceBounds, StateStore
+from syncflow_core.slices import SliceBounds
+from syncflow_core.state.store import StateStore
 
 T0 = datetime(2026, 1, 5, 22, 0, tzinfo=UTC)
 
@@ -39,12 +40,14 @@ def test_slice_plan_round_trips_key_types(store: StateStore) -> None:
         SliceBounds("slice-01", None, ("A-100", 7)),
         SliceBounds("slice-02", ("A-100", 7), (Decimal("12.50"), date(2024, 2, 29))),
         SliceBounds("slice-03", (datetime(2024, 1, 1, 12, 30, 0, 123456, tzinfo=UTC),), None),
+        SliceBounds("slice-04", None, ()),  # empty slice: ends at the bottom of the key space
     ]
     assert store.get_slice_plan("items") is None
     store.save_slice_plan("items", plan)
     back = store.get_slice_plan("items")
     assert back == plan
     assert back is not None
+    assert back[3].hi == () and back[3].is_empty
     assert [type(v) for v in back[1].hi or ()] == [Decimal, date]
     assert back[1].hi == (Decimal("12.50"), date(2024, 2, 29))
     assert str(back[1].hi[0]) == "12.50"  # scale kept
