@@ -495,6 +495,15 @@ def load_batch(
     wm = None
     if ent.delta_strategy == "rowversion" and rows.num_rows and ROWVERSION in rows.column_names:
         wm = pc.max(rows.column(ROWVERSION)).as_py()
+    # The slice's watermark moves only when its pass completes: every chunk of a pass must be
+    # read above the watermark the pass started with, or a later chunk would skip its rows
+    # whose versions are below an earlier chunk's maximum. Until then the pass's highest version
+    # waits under a per-pass key (committed with the chunk, so a resumed pass keeps it).
+    pass_key = _pass_watermark_key(slice_key)
+    old_wm = seen_wm = None
+    if ent.delta_strategy == "rowversion":
+        old_wm = rt.state.get_watermark(entity, slice_key)
+        seen_wm = rt.state.get_watermark(entity, pass_key)
     with _transactions(rt) as (tconn, sconn):
         counts = rt.target.write(ent.table_name, rows, deletes, run_id, now, tconn)
         if n_rejected:
@@ -504,10 +513,13 @@ def load_batch(
         if rows.num_rows:
             # A child that loads no longer waits (it may have been pending from an earlier run).
             rt.state.delete_pending(entity, rows.column(KEY_HASH), conn=sconn)
-        if wm is not None:
-            old = rt.state.get_watermark(entity, slice_key)
-            if old is None or wm > old:
-                rt.state.set_watermark(entity, slice_key, wm, conn=sconn)
+        if complete:
+            # A stale per-pass value from an earlier pass is <= old_wm, so max() ignores it.
+            best = max((v for v in (old_wm, seen_wm, wm) if v is not None), default=None)
+            if best is not None and best != old_wm:
+                rt.state.set_watermark(entity, slice_key, best, conn=sconn)
+        elif wm is not None and (seen_wm is None or wm > seen_wm):
+            rt.state.set_watermark(entity, pass_key, wm, conn=sconn)
         if complete:
             rt.state.finish_slice(entity, slice_key, run_id, conn=sconn)
         else:
@@ -535,6 +547,11 @@ def load_batch(
         complete=complete,
         durations=durations,
     )
+
+
+def _pass_watermark_key(slice_key: str) -> str:
+    """Where a rowversion pass keeps its highest loaded version until the pass completes."""
+    return f"{slice_key}/pass"
 
 
 def sync_slice(
