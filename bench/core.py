@@ -13,7 +13,6 @@ rows with 10 % changed data, 1 % of the incoming keys missing (inserts) and 1 % 
 from __future__ import annotations
 
 import argparse
-import resource
 import time
 
 import numpy as np
@@ -81,7 +80,8 @@ def generate(n: int, seed: int = 7) -> pa.Table:
     desc = np.where(moji, MOJIBAKE[rng.integers(0, len(MOJIBAKE), n)], desc)
     qty_cents = rng.integers(1, 500_000, n)
     q_int, q_frac = qty_cents // 100, qty_cents % 100
-    qty = np.char.add(np.char.add(np.char.mod("%d", q_int), "."), np.char.zfill(q_frac.astype(str), 2))
+    qty = np.char.add(np.char.add(np.char.mod("%d", q_int), "."),
+                      np.char.zfill(q_frac.astype(str), 2))
     big = q_int >= 1000
     qty_thousands = np.char.add(
         np.char.add(np.char.mod("%d", q_int // 1000), ","),
@@ -91,7 +91,8 @@ def generate(n: int, seed: int = 7) -> pa.Table:
     qty = np.where(big, qty_thousands, qty)
     p = rng.integers(1, 10_000_000, n)
     p_int, p_frac = p // 10_000, p % 10_000
-    price = np.char.add(np.char.add(np.char.mod("%d", p_int), ","), np.char.zfill(p_frac.astype(str), 4))
+    price = np.char.add(np.char.add(np.char.mod("%d", p_int), ","),
+                        np.char.zfill(p_frac.astype(str), 4))
     pbig = p_int >= 1000
     price_thousands = np.char.add(
         np.char.add(np.char.mod("%d", p_int // 1000), "."),
@@ -157,14 +158,56 @@ def stored_identities(identified: pa.Table, seed: int = 11) -> pa.Table:
     )
 
 
-def _peak_rss_mb() -> tuple[float, float]:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    return own, kids
+def _vm_hwm_mb(pid: int | str = "self") -> float:
+    """Peak resident set size of a process (VmHWM), in MB."""
+    with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _reset_peak() -> None:
+    # "5" resets VmHWM to the current RSS (Linux >= 4.0): data generation is not measured.
+    with open("/proc/self/clear_refs", "w", encoding="ascii") as fh:
+        fh.write("5")
 
 
 def _noop(part: pa.Table) -> int:
     return part.num_rows
+
+
+def _stage_breakdown(raw: pa.Table, stored: pa.Table) -> dict[str, float]:
+    """Seconds of each stage run serially in this process (where the time goes)."""
+    from syncflow_core.identity import identify
+    from syncflow_core.normalize import (
+        apply_mappings,
+        clean_strings,
+        coerce_types,
+        parse_datetimes,
+        parse_numbers,
+        plan_fields,
+    )
+    from syncflow_core.rejects import with_row_ids
+
+    out: dict[str, float] = {}
+    t = time.perf_counter()
+    table = with_row_ids(raw).combine_chunks()
+    plans = plan_fields(table.schema, ENTITY, SOURCE_TYPES)
+    for name, layer in [("1 type_coercion", coerce_types), ("2 strings", clean_strings),
+                        ("3 numbers", parse_numbers), ("4 datetimes", parse_datetimes)]:
+        table = layer(table, ENTITY, plans=plans).table
+        out[name] = time.perf_counter() - t
+        t = time.perf_counter()
+    table = apply_mappings(table, ENTITY).table
+    out["5 field_mapping"] = time.perf_counter() - t
+    t = time.perf_counter()
+    table = identify(table, ENTITY).table
+    out["identity"] = time.perf_counter() - t
+    t = time.perf_counter()
+    classify(table, stored, "hash", rowversion_field=ENTITY.rowversion_field)
+    out["delta"] = time.perf_counter() - t
+    return out
 
 
 def main() -> None:
@@ -172,16 +215,17 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="timed runs (best is reported)")
+    ap.add_argument("--breakdown", action="store_true", help="also time each stage serially")
     args = ap.parse_args()
 
+    # Fork the workers while this process is small, so they do not inherit the test data.
+    map_tables(_noop, pa.table({"x": list(range(4))}), workers=args.workers, min_rows=0)
     t0 = time.perf_counter()
     raw = generate(args.rows)
     print(f"generated {raw.num_rows:,} raw rows in {time.perf_counter() - t0:.1f} s (untimed)")
-    warm = prepare_parallel(raw.slice(0, 1000), ENTITY, SOURCE_TYPES, workers=1)
     stored = stored_identities(prepare_parallel(raw, ENTITY, SOURCE_TYPES, workers=args.workers)
                                .table)
-    del warm
-    map_tables(_noop, raw, workers=args.workers)  # start the pool outside the timing
+    _reset_peak()
 
     best: dict[str, float] | None = None
     for _ in range(args.repeat):
@@ -195,17 +239,28 @@ def main() -> None:
         times["total"] = sum(times.values())
         if best is None or times["total"] < best["total"]:
             best = times
+        del prepared
     assert best is not None
-    shutdown_pool()  # reaped workers are what RUSAGE_CHILDREN reports
-    own, kids = _peak_rss_mb()
+    from syncflow_core import parallel
+
+    pool = parallel._pool
+    worker_pids = list(pool._processes) if pool is not None else []
+    main_mb = _vm_hwm_mb()
+    worker_mb = [_vm_hwm_mb(pid) for pid in worker_pids]
     print(f"rows: {args.rows:,}, workers: {args.workers}")
     for stage, secs in best.items():
         print(f"  {stage:32s} {secs:7.3f} s")
     print(f"core throughput: {args.rows / best['total']:,.0f} rows/s")
-    print(f"rejected: {prepared.rejects.num_rows:,}, inserts: {delta.inserts.num_rows:,}, "
-          f"updates: {delta.updates.num_rows:,}, unchanged: {delta.unchanged:,}, "
-          f"deletes: {len(delta.deletes):,}, duplicate rejects: {delta.rejects.num_rows:,}")
-    print(f"peak RSS: main {own:,.0f} MB, largest worker {kids:,.0f} MB")
+    print(f"inserts: {delta.inserts.num_rows:,}, updates: {delta.updates.num_rows:,}, "
+          f"unchanged: {delta.unchanged:,}, deletes: {len(delta.deletes):,}, "
+          f"duplicate rejects: {delta.rejects.num_rows:,}")
+    print(f"peak RSS during the timed runs: main {main_mb:,.0f} MB, workers "
+          f"{', '.join(f'{m:,.0f}' for m in worker_mb)} MB, sum {main_mb + sum(worker_mb):,.0f} MB")
+    if args.breakdown:
+        print("serial breakdown (one process, whole table):")
+        for stage, secs in _stage_breakdown(raw, stored).items():
+            print(f"  {stage:32s} {secs:7.3f} s  ({args.rows / secs:,.0f} rows/s)")
+    shutdown_pool()
 
 
 if __name__ == "__main__":

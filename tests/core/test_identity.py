@@ -134,7 +134,7 @@ def test_hand_written_encoding_of_a_composite_key_and_its_data() -> None:
          ["2024-07-01T02:00:00.000000Z"]),
         (pa.array([b"\x00\xab", b"", None]), ["00ab", "", None]),
         (pa.array([b"\x01\x02"], pa.binary(2)), ["0102"]),
-        (pa.array(["e\u0301", "ok"]), ["\u00e9", "ok"]),
+        (pa.array(["e\u0301", "ok"]), ["e\u0301", "ok"]),
         (pa.array(["a", "b", "a"]).dictionary_encode(), ["a", "b", "a"]),
         (pa.nulls(2), [None, None]),
     ],

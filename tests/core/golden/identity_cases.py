@@ -67,7 +67,7 @@ ROWS: list[dict[str, Any]] = [
      "amount": None, "tiny": None, "ratio": "-inf", "due": None, "shipped_at": None,
      "local_at": None, "cutoff": None, "active": None, "blob": None, "note": None,
      "nothing": None},
-    {"order_no": "Café", "line_no": 6, "rv": 8, "name": "Cafe\u0301 (NFD in, NFC out)",
+    {"order_no": "Café", "line_no": 6, "rv": 8, "name": "Cafe\u0301 (NFD stays NFD)",
      "qty": 42, "amount": "42.0000", "tiny": None, "ratio": "1.0", "due": "2024-02-29",
      "shipped_at": None, "local_at": None, "cutoff": None, "active": None, "blob": None,
      "note": None, "nothing": None},
