@@ -10,7 +10,6 @@ shows in the UI as a materialization of the child with its trigger in the metada
 each retry uses an attempt, and after the last one they become ``parent_missing`` failed records.
 """
 
-from __future__ import annotations
 
 import json
 from collections.abc import Iterator
