@@ -506,6 +506,18 @@ def check_source_columns(
             raise ConfigError(
                 f"{f}: entity '{entity.name}': fields: field {fld!r} is not a source column"
             )
+    # Mapping steps read the columns the source has or earlier steps made, in order.
+    have = set(cols)
+    for i, m in enumerate(entity.field_mappings):
+        inputs = m.fields if m.op == "concat" else () if m.op == "constant" else (m.field,)
+        where = "fields" if m.op == "concat" else "field"
+        for fld in inputs:
+            if fld not in have:
+                raise ConfigError(
+                    f"{f}: entity '{entity.name}': field_mappings.{i}.{where}: field {fld!r} "
+                    f"is not a source column (nor made by an earlier mapping)"
+                )
+        have.update(x for x in (m.field, m.to if m.op == "rename" else None) if x)
     for i, ref in enumerate(entity.parent_refs):
         for child_field in ref.fields:
             if child_field not in cols and child_field not in mapped_out:

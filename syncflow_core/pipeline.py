@@ -343,8 +343,10 @@ def identify_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
     parts = map_tables(partial(_identify_part, entity=ent), rows)
     ided = _concat([p.table for p in parts])
     specs = _concat([p.rejects for p in parts])
-    # Identity rejects carry the normalized row (the raw one stays with the extract).
-    rejects = _concat([batch.table("rejects"), materialize_rejects(rows, specs, entity)])
+    # Identity rejects (a null key) carry the raw source row, as every earlier stage's do:
+    # `__sf_row` still points into the extract, which is dropped only below.
+    raw = batch.tables.get("raw", rows)
+    rejects = _concat([batch.table("rejects"), materialize_rejects(raw, specs, entity)])
     stop()
     out = dict(batch.tables)
     out.pop("raw", None)  # downstream stages never need it; keep the IO manager's files small
