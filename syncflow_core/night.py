@@ -2,8 +2,10 @@
 
 A *pass* is one sweep over all of an entity's slices. Each slice's cursor counts how many
 passes it has finished; the current pass is the lowest count, and a slice is done in this pass
-when its count is higher. A night may finish at most ``ceil(slices / days_to_complete)``
-slices, so a pass spreads over ``days_to_complete`` nights. Everything here is derived from
+when its count is higher. A night takes ``ceil(slices / days_to_complete)`` slices, so a pass
+spreads over ``days_to_complete`` nights; when a night fell short (its window closed mid-slice)
+the remaining nights of the pass take a larger share, ``ceil(remaining / nights_left)``, so the
+pass still ends on time. Everything here is derived from
 state that survives a daemon restart (cursors in the state store, run tags in Dagster).
 """
 
@@ -34,18 +36,24 @@ def plan_night(
     *,
     finished_tonight: set[str],
     in_flight: set[str],
+    nights_left: int | None = None,
 ) -> NightPlan:
     """Slices to launch now: the next ones of the pass, within tonight's remaining quota.
 
     ``completed_passes`` maps slice key to finished passes (missing = 0); ``finished_tonight``
     are slices whose background run finished (not paused) in this night's window;
     ``in_flight`` are slices with a queued or running run (they count against the quota and
-    are not launched twice).
+    are not launched twice); ``nights_left`` counts tonight and the nights after it that the
+    pass has left (None: the pass just started).
     """
     counts = {k: completed_passes.get(k, 0) for k in slice_keys}
     pass_no = min(counts.values()) if counts else 0
     done = frozenset(k for k, c in counts.items() if c > pass_no)
     quota = slices_per_night(len(slice_keys), days_to_complete)
+    if nights_left is not None:
+        # Slices still to do tonight and later: not done, plus what already ran tonight.
+        remaining = len(slice_keys) - len(done) + len(finished_tonight & done)
+        quota = max(quota, slices_per_night(remaining, max(1, nights_left)))
     remaining = max(0, quota - len(finished_tonight) - len(in_flight))
     launch = plan_tonight(slice_keys, set(done) | in_flight | finished_tonight, remaining)
     return NightPlan(pass_no, done, quota, tuple(launch))

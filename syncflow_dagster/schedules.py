@@ -11,7 +11,7 @@ daemon changes nothing, and run keys make a repeated tick launch nothing twice.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from dagster import (
     DagsterRunStatus,
@@ -23,10 +23,10 @@ from dagster import (
     SkipReason,
     schedule,
 )
-from syncflow_core.slices import slice_keys
 
 from syncflow_core.config import EntityConfig, SyncFlowConfig
 from syncflow_core.night import plan_night
+from syncflow_core.slices import slice_keys
 from syncflow_core.window import next_window_start, night_of, window_bounds
 from syncflow_dagster.background import (
     BACKGROUND_TAG,
@@ -66,6 +66,20 @@ def _partitions(
     }
 
 
+def _nights_left(
+    context: ScheduleEvaluationContext, entity: EntityConfig, pass_no: int, tonight: date
+) -> int | None:
+    """Nights the pass has left, tonight included; None when the pass has not started."""
+    runs = context.instance.get_run_records(
+        RunsFilter(tags={ENTITY_TAG: entity.name, BACKGROUND_TAG: "true", PASS_TAG: str(pass_no)})
+    )
+    nights = [r.dagster_run.tags.get(NIGHT_TAG) for r in runs]
+    started = min((date.fromisoformat(n) for n in nights if n), default=None)
+    if started is None:
+        return None
+    return entity.schedule.days_to_complete - (tonight - started).days
+
+
 def _night_ticks(
     context: ScheduleEvaluationContext, entity: EntityConfig, syncflow: SyncFlowResource
 ) -> Iterator[RunRequest | SkipReason]:
@@ -99,8 +113,14 @@ def _night_ticks(
         ).items()
         if PAUSED_TAG not in tags
     }
+    pass_no = min(completed.values()) if completed else 0
     plan = plan_night(
-        keys, completed, sched.days_to_complete, finished_tonight=finished, in_flight=in_flight
+        keys,
+        completed,
+        sched.days_to_complete,
+        finished_tonight=finished,
+        in_flight=in_flight,
+        nights_left=_nights_left(context, entity, pass_no, night_of(now, sched)),
     )
     if not plan.launch:
         yield SkipReason(
