@@ -6,7 +6,6 @@ from dagster import AssetSelection, define_asset_job
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 
 from syncflow_core.config import EntityConfig, SyncFlowConfig
-from syncflow_dagster.partitions import entity_partitions
 from syncflow_dagster.translation import ENTITY_TAG, entity_asset
 
 __all__ = ["entity_job", "entity_job_name"]
@@ -23,7 +22,6 @@ def entity_job(config: SyncFlowConfig, entity: EntityConfig) -> UnresolvedAssetJ
     return define_asset_job(
         name=entity_job_name(entity),
         selection=AssetSelection.assets(names.key),
-        partitions_def=entity_partitions(entity),
         tags={ENTITY_TAG: entity.name},
         description=f"Sync one slice of `{entity.name}` (launched by its night-window schedule).",
     )

@@ -32,7 +32,6 @@ from syncflow_dagster.background import (
     BACKGROUND_TAG,
     NIGHT_TAG,
     PASS_TAG,
-    PAUSED_TAG,
     WINDOW_END_TAG,
 )
 from syncflow_dagster.jobs import entity_job
@@ -104,15 +103,15 @@ def _night_ticks(
             # pass_no is the 1-based pass the slice is in (done bumps it): finished = pass_no - 1.
             completed[key] = 0 if cursor is None else int(cursor.pass_no) - 1
     in_flight = set(_partitions(context, {ENTITY_TAG: entity.name}, IN_FLIGHT))
-    finished = {
-        part
-        for part, tags in _partitions(
+    # Slices that ran tonight, finished or paused: a paused run used tonight's window (the
+    # window closed on it), so it counts against tonight's quota and resumes next night.
+    finished = set(
+        _partitions(
             context,
             {ENTITY_TAG: entity.name, NIGHT_TAG: night, BACKGROUND_TAG: "true"},
             [DagsterRunStatus.SUCCESS],
-        ).items()
-        if PAUSED_TAG not in tags
-    }
+        )
+    )
     pass_no = min(completed.values()) if completed else 0
     plan = plan_night(
         keys,
