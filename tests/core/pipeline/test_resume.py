@@ -109,7 +109,6 @@ sys.exit(3)  # never reached: the kill comes first
 """
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("strategy", ["hash", "rowversion"])
 def test_kill_9_between_chunks_resumes(engine_urls: tuple[str, str], strategy: str) -> None:
     src_url, tgt_url = engine_urls
