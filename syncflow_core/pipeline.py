@@ -34,6 +34,7 @@ from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
     BRIDGE_COLUMNS,
     KEY_HASH,
+    REF,
     ROWVERSION,
     identify,
 )
@@ -58,6 +59,7 @@ from syncflow_core.rejects import (
 from syncflow_core.resolve import MAX_ATTEMPTS, next_retry_at, rows_from_json, split_by_parents
 from syncflow_core.runtime import Runtime
 from syncflow_core.slices import SliceBounds, plan_slices, slice_of
+from syncflow_core.sources.files import key_range_mask
 
 __all__ = [
     "Runtime",
@@ -370,6 +372,7 @@ def delta_batch(rt: Runtime, entity: str, slice_key: str, batch: Batch) -> Batch
     types = batch.info["source_types"]
     lo = _normalize_key(ent, types, decode_key(batch.info["start"]))
     hi = _normalize_key(ent, types, decode_key(batch.info["end"]))
+    _check_key_order(ent, rows, lo, hi)
     target = rt.target
     if target.table_exists(ent.table_name):
         stored = target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
@@ -408,6 +411,32 @@ def delta_batch(rt: Runtime, entity: str, slice_key: str, batch: Batch) -> Batch
             "superseded": result.superseded,
         },
     )
+
+
+def _check_key_order(
+    ent: EntityConfig, rows: pa.Table, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
+) -> None:
+    """Refuse a batch whose cleaned keys leave the batch's cleaned key range.
+
+    Batches are cut in the source's key order; deletes are found in the target by the cleaned
+    range. If cleaning reorders keys (a number held as text: ' 1' < ' 12' < ' 2'), a range would
+    cover rows of other batches and soft-delete them. When every batch's rows stay inside their
+    own range, the ranges are disjoint and a stored key missing from its range is truly gone.
+    Checked on every batch, so the initial load (which has nothing to delete) already stops.
+    """
+    if not rows.num_rows or (lo is None and hi is None):
+        return
+    inside = key_range_mask(rows, ent.business_key_fields, lo, hi)
+    outside = rows.filter(pc.invert(inside))
+    if outside.num_rows:
+        example = outside.column(REF)[0].as_py() if REF in outside.column_names else "?"
+        raise ConfigError(
+            f"entity '{ent.name}': business_key_fields: normalization changes the order of the "
+            f"business key ({outside.num_rows} row(s) fall outside their batch's key range, "
+            f"e.g. {example}, range ({lo!r}, {hi!r}]); keys must keep their source order when "
+            "cleaned: declare a numeric key held as text as a number in the source (a view "
+            "with CAST), or key on an order-preserving column"
+        )
 
 
 def _parent_exists(rt: Runtime) -> Callable[[str, pa.Array], pa.Array]:
