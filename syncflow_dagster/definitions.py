@@ -14,7 +14,6 @@ from syncflow_core.config import SyncFlowConfig
 from syncflow_dagster.assets import build_entity_assets
 from syncflow_dagster.checks import build_all_checks
 from syncflow_dagster.io_manager import BatchIOManager
-from syncflow_dagster.jobs import entity_job
 from syncflow_dagster.ops import BATCH_IO_MANAGER_KEY, RESOURCE_KEY
 from syncflow_dagster.resources import SyncFlowResource, load_syncflow_config
 from syncflow_dagster.schedules import build_schedules
@@ -37,9 +36,9 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
     return Definitions(
         assets=build_entity_assets(config),
         asset_checks=build_all_checks(config),
-        # The schedules carry each entity's sync job; the sensors launch the resolution jobs.
-        jobs=[*(entity_job(config, e) for e in config.entities.values()),
-              *resolution_jobs.values()],
+        # Each entity's sync job (`<entity>_sync`) comes with its schedule; the sensors launch
+        # the resolution jobs (the same objects, so no duplicate definitions).
+        jobs=list(resolution_jobs.values()),
         schedules=build_schedules(config),
         sensors=build_sensors(config, resolution_jobs),
         resources={

@@ -73,7 +73,8 @@ def topological_entities(config: SyncFlowConfig) -> list[str]:
     sorter.prepare()
     order: list[str] = []
     while sorter.is_active():
-        ready = [n for n in config.entities if n in set(sorter.get_ready())]
+        batch = set(sorter.get_ready())  # each ready node is handed out only once
+        ready = [n for n in config.entities if n in batch]
         order.extend(ready)
         sorter.done(*ready)
     return order

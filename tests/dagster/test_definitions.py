@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import subprocess
 import sys
 from pathlib import Path
@@ -51,8 +52,13 @@ def test_each_asset_is_a_graph_of_the_six_stage_ops(defs: Definitions,
         asset = defs.resolve_assets_def(AssetKey(["erp", name]))
         node = asset.node_def
         assert isinstance(node, GraphDefinition)
-        ops = [n.name for n in node.nodes]
-        assert ops == [f"{name}__{stage}" for stage in STAGES]
+        assert {n.name for n in node.nodes} == {f"{name}__{stage}" for stage in STAGES}
+        # Each stage feeds the next: extract -> normalize -> ... -> load.
+        for upstream, downstream in itertools.pairwise(STAGES):
+            deps = node.dependency_structure.input_to_upstream_outputs_for_node(
+                f"{name}__{downstream}")
+            assert {o.node_name for outs in deps.values() for o in outs} == {
+                f"{name}__{upstream}"}
         extract = node.node_named(f"{name}__extract").definition
         assert extract.pool == ERP_POOL  # type: ignore[union-attr]
         load = node.node_named(f"{name}__load").definition
