@@ -40,8 +40,11 @@ class RowBytes:
 
     def rows_where(self, byte_flags: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
         """Rows containing at least one flagged byte (``byte_flags`` aligned with ``data``)."""
+        return self.rows_where_positions(np.flatnonzero(byte_flags))
+
+    def rows_where_positions(self, pos: npt.NDArray[np.intp]) -> npt.NDArray[np.bool_]:
+        """Rows containing at least one of the byte positions ``pos`` (sorted, into ``data``)."""
         mask = np.zeros(self.n, dtype=np.bool_)
-        pos = np.flatnonzero(byte_flags)
         if len(pos):
             mask[np.searchsorted(self.offsets, pos, side="right") - 1] = True
         return mask
@@ -49,14 +52,15 @@ class RowBytes:
     def edge_bytes(self) -> tuple[npt.NDArray[np.bool_], npt.NDArray[np.uint8],
                                   npt.NDArray[np.uint8]]:
         """(non-empty mask, first byte, last byte) of every row (0 for empty rows)."""
-        lengths = self.lengths
-        nonempty = lengths > 0
-        first = np.zeros(self.n, np.uint8)
-        last = np.zeros(self.n, np.uint8)
-        if len(self.data):
-            first[nonempty] = self.data[self.offsets[:-1][nonempty]]
-            last[nonempty] = self.data[self.offsets[1:][nonempty] - 1]
-        return nonempty, first, last
+        starts, ends = self.offsets[:-1], self.offsets[1:]
+        nonempty = ends > starts
+        if not len(self.data):
+            return nonempty, np.zeros(self.n, np.uint8), np.zeros(self.n, np.uint8)
+        # Gather at clipped positions, then zero the empty rows (no boolean fancy indexing).
+        top = len(self.data) - 1
+        first = self.data[np.minimum(starts, top)] * nonempty
+        last = self.data[np.maximum(ends - 1, 0)] * nonempty
+        return nonempty, first.astype(np.uint8), last.astype(np.uint8)
 
 
 def row_bytes(arr: pa.Array) -> RowBytes:

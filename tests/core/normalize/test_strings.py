@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncflow_core.normalize import clean_strings
-from syncflow_core.normalize.strings import MOJIBAKE_PATTERN
+from syncflow_core.normalize.strings import MOJIBAKE_PATTERN, clean_text_values
 from syncflow_core.rejects import ROW_ID
 from tests.core.normalize.entities import entity
 
@@ -73,3 +73,18 @@ def test_cleaning_is_idempotent_and_output_is_trimmed_nfc(values: list[str]) -> 
             assert v == unicodedata.normalize("NFC", v)
             assert not any(unicodedata.category(c) == "Cc" for c in v)
             assert not v[:1].isspace() and not v[-1:].isspace()
+
+
+_MIXED = st.text(alphabet=st.sampled_from(
+    [*"ab Z09-|", "ü", "ß", "é", "Ã", "¼", "©", "Ÿ", "ƒ", "\u0308", "\u0301", "\u00a0",
+                        "\u2007", "\u3000", "\t", "\x00", "\x85", "\x9b", "\u2019", "Ç", "ǅ",
+                        "\u02c6", "\U0001f600"]), max_size=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.none(), _MIXED), min_size=1, max_size=30))
+def test_byte_scan_shortcut_agrees_with_the_full_cleaning(values: list[str | None]) -> None:
+    # Rows the byte scan lets through untouched (or only space-trimmed) must come out exactly
+    # as the full regex / NFC / ftfy path would make them.
+    full = clean_text_values(pa.array(values, pa.string())).to_pylist()
+    assert _clean(values) == [None if v == "" else v for v in full]
