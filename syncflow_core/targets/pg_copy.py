@@ -18,9 +18,21 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql
 
-__all__ = ["adbc_uri", "analyze", "copy_table", "create_stage", "drop_stage", "fetch_arrow"]
+__all__ = [
+    "adbc_uri",
+    "analyze",
+    "copy_table",
+    "create_stage",
+    "drop_indexes",
+    "drop_stage",
+    "fetch_arrow",
+    "has_rows",
+    "lock_exclusive",
+    "recreate_indexes",
+]
 
 _COPY_BATCH_ROWS = 100_000
+_INDEX_BUILD_MEMORY = "256MB"  # a 1M-key index build sorts in memory instead of spilling
 
 
 def copy_table(
@@ -87,3 +99,54 @@ def analyze(dbapi_conn: Any, table: str) -> None:
 def drop_stage(dbapi_conn: Any, stage: str) -> None:
     """Drop a staging table now (frees it before the transaction ends)."""
     dbapi_conn.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(stage)))
+
+
+def _qualified(table: str, schema: str | None) -> sql.Identifier:
+    return sql.Identifier(schema, table) if schema else sql.Identifier(table)
+
+
+def has_rows(dbapi_conn: Any, table: str, schema: str | None = None) -> bool:
+    """True when ``table`` holds at least one row visible to this connection."""
+    q = sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(_qualified(table, schema))
+    return bool(dbapi_conn.execute(q).fetchone()[0])
+
+
+def lock_exclusive(dbapi_conn: Any, table: str, schema: str | None = None) -> None:
+    """ACCESS EXCLUSIVE lock on ``table`` until the transaction ends (waits for others)."""
+    dbapi_conn.execute(
+        sql.SQL("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE").format(_qualified(table, schema))
+    )
+
+
+def drop_indexes(dbapi_conn: Any, table: str, schema: str | None = None) -> list[str]:
+    """Drop the table's indexes that back no constraint; return their definitions.
+
+    The definitions are PostgreSQL's own (`pg_get_indexdef`), so `recreate_indexes` rebuilds
+    exactly what was there, including indexes someone added by hand.
+    """
+    rows = dbapi_conn.execute(
+        "SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) "
+        "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE i.indrelid = %s::regclass "
+        "AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid) "
+        "ORDER BY c.relname",
+        (_qualified(table, schema).as_string(dbapi_conn),),
+    ).fetchall()
+    for nsp, idx, _ in rows:
+        dbapi_conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(nsp, idx)))
+    return [r[2] for r in rows]
+
+
+def recreate_indexes(dbapi_conn: Any, definitions: Sequence[str]) -> None:
+    """Run `drop_indexes`' definitions again, with more sort memory for the builds."""
+    if not definitions:
+        return
+    old = dbapi_conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0]
+    dbapi_conn.execute(
+        "SELECT set_config('maintenance_work_mem', %s, true)", (_INDEX_BUILD_MEMORY,)
+    )
+    for definition in definitions:
+        # Catalog text from pg_get_indexdef (identifiers quoted by the server), no user input.
+        dbapi_conn.execute(sql.SQL(definition))
+    dbapi_conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (old,))

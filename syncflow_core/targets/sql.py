@@ -21,6 +21,8 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any, NamedTuple
 
+import numpy as np
+import psycopg
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -73,6 +75,16 @@ _SQLITE_TS = "%Y-%m-%d %H:%M:%S"  # Arrow's %S prints the microseconds of a us t
 # SQLite cannot ALTER a column's type; widenings are recorded here (logical type wins).
 _SQLITE_TYPES_TABLE = "sf_target_column_types"
 _PG_PARAMS = PGDialect(paramstyle="numeric_dollar")  # type: ignore[no-untyped-call]
+# Hex digests need no linguistic collation: under "C" a btree comparison is a memcmp instead of
+# strcoll/ICU (index build on 1M keys 1.07 -> 0.78 s, indexed INSERT 3.8 -> 2.6 s vs en-US ICU).
+_HEX_COLUMNS = (KEY_HASH, DATA_HASH)
+HEX_WIDTH = 32  # characters of a key/data hash
+# Room on each page for updated row versions: an update that changes no indexed column (the
+# normal case: the keys stay) is then HOT and writes no index entries (10 % update 1.8 -> 1.2 s).
+_PG_FILLFACTOR = 90
+# From this many rows a write into an empty PostgreSQL table drops the indexes, COPYs straight
+# into the table and rebuilds them (1M rows: 2.9 s COPY + ~1 s build vs 8 s indexed COPY).
+_BULK_ROWS = 10_000
 
 
 class WriteCounts(NamedTuple):
@@ -124,6 +136,34 @@ def _text_param(v: Any) -> str:
     if isinstance(v, float):
         return repr(v)
     return str(v)
+
+
+# Odd 64-bit multipliers that fold a 32-byte hex key into one word (any fold would do: a
+# collision only sends the check to the exact path).
+_FOLD = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 1], np.uint64)
+
+
+def _surely_distinct(keys: pa.ChunkedArray) -> bool:
+    """True when the (32-char hex) keys are certainly all distinct; False means "ask exactly".
+
+    Distinct folded 64-bit words imply distinct keys; sorting 1M uint64s is ~4x faster than
+    `count_distinct` over 1M strings (0.42 s -> 0.1 s).
+    """
+    arr = keys.combine_chunks()
+    n = len(arr)
+    if n == 0 or arr.null_count or not pa.types.is_string(arr.type):
+        return False
+    offsets = np.frombuffer(arr.buffers()[1], np.int32, n + 1, arr.offset * 4)
+    if not (np.diff(offsets) == HEX_WIDTH).all():
+        return False
+    words = np.frombuffer(
+        arr.buffers()[2], np.uint64, n * HEX_WIDTH // 8, int(offsets[0])
+    ).reshape(n, HEX_WIDTH // 8)
+    folded = words[:, 0] * _FOLD[0]
+    for i in range(1, HEX_WIDTH // 8):
+        folded += words[:, i] * _FOLD[i]
+    folded.sort()
+    return bool((folded[1:] != folded[:-1]).all())
 
 
 def _chunks(values: list[Any], size: int) -> Iterator[list[Any]]:
@@ -235,12 +275,18 @@ class SqlTarget:
             raise TargetSchemaError(f"target table {name!r} does not exist (ensure_table first)")
         return cols
 
-    def _table(self, name: str, cols: dict[str, ColumnType]) -> sa.Table:
+    def _table(self, name: str, cols: dict[str, ColumnType], create: bool = False) -> sa.Table:
         md = sa.MetaData()
-        return sa.Table(
-            name, md, *[sa.Column(c, _sa_type(t, self.dialect)) for c, t in cols.items()],
-            schema=self.schema,
-        )
+        columns = []
+        for c, t in cols.items():
+            typ = _sa_type(t, self.dialect)
+            if create and self.dialect == "postgresql" and c in _HEX_COLUMNS and t == _TEXT:
+                typ = sa.Text(collation="C")
+            columns.append(sa.Column(c, typ))
+        options: dict[str, Any] = {}
+        if create and self.dialect == "postgresql":
+            options["postgresql_with"] = {"fillfactor": _PG_FILLFACTOR}
+        return sa.Table(name, md, *columns, schema=self.schema, **options)
 
     # ------------------------------------------------------------------ schema
 
@@ -303,7 +349,7 @@ class SqlTarget:
         cols: dict[str, ColumnType],
         key_fields: Sequence[str],
     ) -> None:
-        table = self._table(name, cols)
+        table = self._table(name, cols, create=True)
         conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
         unique = sa.Index(_index_name(name, "bkh_uq"), table.c[KEY_HASH], unique=True)
         keys = sa.Index(_index_name(name, "bk_ix"), *[table.c[k] for k in key_fields])
@@ -536,7 +582,7 @@ class SqlTarget:
         keys = data.column(KEY_HASH)
         if keys.null_count:
             raise ValueError(f"upserts for {name!r}: {keys.null_count} rows without {KEY_HASH}")
-        distinct = pc.count_distinct(keys).as_py()
+        distinct = data.num_rows if _surely_distinct(keys) else pc.count_distinct(keys).as_py()
         if distinct != data.num_rows:
             raise ValueError(
                 f"upserts for {name!r}: {data.num_rows - distinct} duplicate {KEY_HASH} values "
@@ -562,15 +608,26 @@ class SqlTarget:
         batch_id: str,
         synced_at: datetime,
         conn: sa.Connection | None = None,
+        *,
+        insert_mask: pa.Array | pa.ChunkedArray | None = None,
     ) -> WriteCounts:
         """Insert/update ``upserts`` and soft-delete the ``deletes`` key hashes.
 
         Written rows get ``batch_id``/``synced_at`` and are un-deleted; deletes set
         `_bridge_deleted_at` = ``synced_at`` on live rows only. Runs in ``conn``'s transaction
         (or its own).
+
+        ``insert_mask`` (optional, one boolean per upsert row) is a speed hint: True where the
+        caller believes no row with that key is stored (the delta's inserts). PostgreSQL COPYs
+        those rows straight into the table; should one exist after all, they take the
+        update path instead, so a wrong hint costs time, never correctness.
         """
         if synced_at.tzinfo is None:
             raise ValueError("synced_at must be timezone-aware (UTC)")
+        if insert_mask is not None and len(insert_mask) != upserts.num_rows:
+            raise ValueError(
+                f"insert_mask has {len(insert_mask)} values for {upserts.num_rows} upserts"
+            )
         cols = self._require(name, conn)
         data = self._prepare(name, upserts, cols)
         if isinstance(deletes, pa.ChunkedArray):
@@ -581,7 +638,9 @@ class SqlTarget:
         with self._tx(conn) as c:
             if data.num_rows:
                 if self.dialect == "postgresql":
-                    upserted = self._upsert_pg(c, name, table, data, batch_id, synced_at)
+                    upserted = self._upsert_pg(
+                        c, name, table, data, batch_id, synced_at, insert_mask
+                    )
                 else:
                     upserted = self._upsert_sqlite(c, table, data, cols, batch_id, synced_at)
             if gone:
@@ -596,8 +655,71 @@ class SqlTarget:
         data: pa.Table,
         batch_id: str,
         synced_at: datetime,
+        insert_mask: pa.Array | pa.ChunkedArray | None,
     ) -> int:
         raw = conn.connection.driver_connection
+        n = int(data.num_rows)
+        if n >= _BULK_ROWS and self._empty_locked(conn, raw, name):
+            # Nobody else can write the table now, and it is empty: every row is an insert.
+            definitions = pg_copy.drop_indexes(raw, name, self.schema)
+            self._copy_rows(raw, name, data, batch_id, synced_at)
+            pg_copy.recreate_indexes(raw, definitions)
+            return n
+        rest = data
+        if insert_mask is not None:
+            mask = pc.fill_null(insert_mask, False)
+            inserts = data.filter(mask)
+            if inserts.num_rows:
+                rest = data.filter(pc.invert(mask))
+                try:
+                    with conn.begin_nested():  # a stored key rolls back just this COPY
+                        self._copy_rows(raw, name, inserts, batch_id, synced_at)
+                except psycopg.errors.UniqueViolation:
+                    rest = data  # the hint was wrong: let the update path sort it out
+        if rest.num_rows:
+            self._stage_upsert(conn, raw, name, table, rest, batch_id, synced_at)
+        return n
+
+    def _empty_locked(self, conn: sa.Connection, raw: Any, name: str) -> bool:
+        """True when the table is empty, and then locked against other writers.
+
+        The first look runs on another connection so that this transaction holds no lock on
+        the table unless it takes the exclusive one (two writers each holding ACCESS SHARE and
+        both asking for ACCESS EXCLUSIVE would deadlock). The second look, under the lock, is
+        the one that counts.
+        """
+        with self.engine.connect() as peek:
+            if pg_copy.has_rows(peek.connection.driver_connection, name, self.schema):
+                return False
+        pg_copy.lock_exclusive(raw, name, self.schema)
+        return not pg_copy.has_rows(raw, name, self.schema)
+
+    def _copy_rows(
+        self, raw: Any, name: str, data: pa.Table, batch_id: str, synced_at: datetime
+    ) -> None:
+        """COPY rows (and their write marks) straight into the target table."""
+        n = data.num_rows
+        zeros = pa.array(np.zeros(n, np.int32))
+        marks = {
+            BATCH_ID: pa.array([batch_id], pa.string()).take(zeros),
+            SYNCED_AT: pa.array([synced_at], pa.timestamp("us", tz="UTC")).take(zeros),
+            DELETED_AT: pa.nulls(n, pa.timestamp("us", tz="UTC")),
+        }
+        full = data
+        for col, values in marks.items():
+            full = full.append_column(col, values)
+        pg_copy.copy_table(raw, name, full.column_names, full, self.schema)
+
+    def _stage_upsert(
+        self,
+        conn: sa.Connection,
+        raw: Any,
+        name: str,
+        table: sa.Table,
+        data: pa.Table,
+        batch_id: str,
+        synced_at: datetime,
+    ) -> None:
         stage = f"sf_stage_{uuid.uuid4().hex[:16]}"
         names = data.column_names
         pg_copy.create_stage(raw, stage, name, self.schema)
@@ -616,19 +738,21 @@ class SqlTarget:
             .values({**{n: stg.c[n] for n in names if n != KEY_HASH}, **marks})
         )
         updated = conn.execute(upd).rowcount
-        current = table.alias("sf_current")
-        sel = sa.select(
-            *[stg.c[n] for n in names],
-            sa.literal(batch_id, sa.Text()),
-            sa.literal(synced_at, postgresql.TIMESTAMP(timezone=True)),
-            sa.null(),
-        ).where(~sa.exists().where(current.c[KEY_HASH] == stg.c[KEY_HASH]))
-        ins = postgresql.insert(table).from_select([*names, *_WRITE_SET], sel)
-        conn.execute(ins)
-        pg_copy.drop_stage(raw, stage)
         if updated > data.num_rows:
             raise RuntimeError(f"{name}: updated {updated} rows for {data.num_rows} keys")
-        return int(data.num_rows)
+        if updated < data.num_rows:
+            # Keys are unique on both sides: when every staged key was updated there is
+            # nothing left to insert, and the anti-join's probe per row can be skipped.
+            current = table.alias("sf_current")
+            sel = sa.select(
+                *[stg.c[n] for n in names],
+                sa.literal(batch_id, sa.Text()),
+                sa.literal(synced_at, postgresql.TIMESTAMP(timezone=True)),
+                sa.null(),
+            ).where(~sa.exists().where(current.c[KEY_HASH] == stg.c[KEY_HASH]))
+            ins = postgresql.insert(table).from_select([*names, *_WRITE_SET], sel)
+            conn.execute(ins)
+        pg_copy.drop_stage(raw, stage)
 
     def _upsert_sqlite(
         self,
