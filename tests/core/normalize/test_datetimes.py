@@ -6,8 +6,12 @@ import datetime as dt
 
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from syncflow_core.config import FieldOptions
 from syncflow_core.normalize import parse_datetimes, rr_year
+from syncflow_core.normalize.datetimes import _parse_text, parse_datetime_text
 from syncflow_core.rejects import ROW_ID
 from tests.core.normalize.entities import entity
 
@@ -131,3 +135,26 @@ def test_large_iso_column_takes_one_cast() -> None:
     values = [f"2024-01-{d:02d} 10:00:00" for d in range(1, 29)] * 100 + [None]
     got, rej = _parse(values)
     assert rej == [] and got[0] == ts(2024, 1, 1, 10) and got[-1] is None
+
+
+_SHAPES = ["{y:04d}-{m:02d}-{d:02d}", "{d:02d}.{m:02d}.{y:04d}", "{d:02d}/{m:02d}/{y:04d}",
+           "{y:04d}{m:02d}{d:02d}", "{d}.{m}.{y}", "{y:04d}-{m:02d}-{d:02d} 10:00"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(
+    st.none(),
+    st.builds(lambda f, y, m, d: f.format(y=y, m=m, d=d), st.sampled_from(_SHAPES),
+              st.integers(0, 9999), st.integers(0, 13), st.integers(0, 32)),
+    st.text(alphabet="0123456789-./ ", max_size=11)), min_size=1, max_size=25),
+    st.booleans(), st.sampled_from([None, "s"]))
+def test_byte_parsed_dates_agree_with_the_regex_path(values: list[str | None], day_first: bool,
+                                                      epoch_unit: str | None) -> None:
+    opts = FieldOptions(day_first=day_first, epoch_unit=epoch_unit)
+    arr = pa.array(values, pa.string())
+    fast = parse_datetime_text(arr, opts, 2024)
+    slow = _parse_text(arr, opts, 2024)
+    # As integers: year 0 (which Arrow's ISO cast accepts) has no Python datetime.
+    assert fast[0].cast(pa.int64()).to_pylist() == slow[0].cast(pa.int64()).to_pylist()
+    assert fast[1].tolist() == slow[1].tolist()
+    assert fast[2].tolist() == slow[2].tolist()
