@@ -31,6 +31,13 @@ from tests.dagster.conftest import DemoEnv
 pytestmark = [pytest.mark.dagster, pytest.mark.slow]
 
 
+def _instance(tmp_path: Path) -> Any:
+    """A real SQLite-backed instance whose storage stays in the test's folder."""
+    home = tmp_path / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return instance_for_test(temp_dir=str(home))
+
+
 def _target_hashes(target: Path, table: str) -> dict[str, str]:
     with sqlite3.connect(target) as con:
         rows = con.execute(
@@ -64,7 +71,7 @@ def _pending_keys(demo: DemoEnv, entity: str) -> set[str]:
 
 def test_materialize_all_then_again_changes_nothing(demo_env: DemoEnv, tmp_path: Path) -> None:
     defs = build_definitions(demo_env.config)
-    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    with _instance(tmp_path) as instance:
         first = sync_all(defs, demo_env.config, instance, log=lambda _: None)
         for name, ent in demo_env.config.entities.items():
             key = AssetKey(["erp", name])
@@ -100,7 +107,7 @@ def test_materialize_all_then_again_changes_nothing(demo_env: DemoEnv, tmp_path:
 @pytest.mark.postgres
 def test_dagster_postgres_storage_and_postgres_target(demo_env: DemoEnv, pg: Any,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
-    storage_url = pg.create_database("dagster_storage_t").replace("+psycopg", "")
+    storage_url = pg.create_database("dagster_storage_t").replace("+psycopg", "+psycopg2")
     target_url = pg.create_database("syncflow_target_t")
     monkeypatch.setenv("SYNCFLOW_TARGET_URL", target_url)
     monkeypatch.setenv("SYNCFLOW_STATE_URL", target_url)
@@ -135,7 +142,7 @@ def test_source_error_fails_clearly_then_reexecution_from_failure_completes(
     with sqlite3.connect(demo_env.erp) as con:
         con.execute("ALTER TABLE ITEMS RENAME TO ITEMS_MOVED")
     recon = reconstructable(_items_job)
-    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    with _instance(tmp_path) as instance:
         failed = execute_job(recon, instance, tags={"dagster/partition": "slice-01"})
         assert not failed.success
         failures = [e for e in failed.all_events
@@ -152,8 +159,15 @@ def test_source_error_fails_clearly_then_reexecution_from_failure_completes(
         with sqlite3.connect(demo_env.erp) as con:
             con.execute("ALTER TABLE ITEMS_MOVED RENAME TO ITEMS")
         options = ReexecutionOptions.from_failure(failed.run_id, instance)
-        fixed = execute_job(recon, instance, reexecution_options=options)
-        assert fixed.success
+        parent = instance.get_run_by_id(failed.run_id)
+        assert parent is not None
+        # execute_job does not copy the parent's tags (the UI's re-execute does): pass the
+        # partition on, as the UI would.
+        tags = {k: v for k, v in parent.tags.items() if k.startswith("dagster/partition")}
+        fixed = execute_job(recon, instance, tags=tags, reexecution_options=options)
+        assert fixed.success, [e.step_failure_data.error.to_string()  # type: ignore[union-attr]
+                               for e in fixed.all_events
+                               if e.event_type == DagsterEventType.STEP_FAILURE]
         run = instance.get_run_by_id(fixed.run_id)
         assert run is not None and run.parent_run_id == failed.run_id
         assert run.tags["dagster/partition"] == "slice-01"
@@ -175,7 +189,7 @@ def test_single_run_over_a_partition_range_syncs_every_slice(demo_env: DemoEnv,
     ent = config.entity("customers")
     keys = slice_keys(ent.slice_count)
     job = build_definitions(config).resolve_job_def(entity_job_name(ent))
-    with instance_for_test(temp_dir=str(tmp_path / "dagster_home")) as instance:
+    with _instance(tmp_path) as instance:
         result = job.execute_in_process(instance=instance, tags={
             "dagster/asset_partition_range_start": keys[0],
             "dagster/asset_partition_range_end": keys[-1],
