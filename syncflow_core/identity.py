@@ -203,6 +203,8 @@ def _decimal_chunk(arr: pa.Array) -> pa.Array:
         out = pc.ascii_rtrim(pc.ascii_rtrim(s, "0"), ".")
     # Arrow prints an exponent for |x| < 1e-6 (and zero) at scales > 6 and for negative
     # scales; those few values are rewritten from Python's Decimal.
+    if 0 <= arr.type.scale <= 6:
+        return out
     flagged = pc.match_substring(s, "E")
     if not pc.any(flagged).as_py():
         return out
@@ -216,6 +218,37 @@ def _decimal_chunk(arr: pa.Array) -> pa.Array:
         d = Decimal(text)
         fixed.append("0" if d == 0 else format(d.normalize(), "f"))
     return pc.replace_with_mask(out, flagged, pa.array(fixed, pa.string()))
+
+
+_TS_WIDTH = 26  # "YYYY-MM-DD HH:MM:SS.ffffff": Arrow's text of a naive microsecond timestamp
+
+
+def _timestamp_chunk(arr: pa.Array) -> pa.Array:
+    utc = pc.cast(arr, pa.timestamp("us", "UTC"), safe=False)
+    # Dropping the zone keeps the UTC instant; printing a naive timestamp is ~20x faster
+    # than a zoned one (which consults the tz database per value).
+    naive = utc.cast(pa.timestamp("us"))
+    n = len(naive)
+    filled = pc.fill_null(naive, 0) if naive.null_count else naive
+    text = filled.cast(pa.string())
+    bufs = text.buffers()
+    off = np.frombuffer(bufs[1], np.int32, count=n + 1, offset=text.offset * 4)
+    if n == 0 or off[-1] - off[0] != _TS_WIDTH * n or not (np.diff(off) == _TS_WIDTH).all():
+        # Years outside 0000-9999 print wider: the general (slower) string kernels.
+        return _join([pc.replace_substring(naive.cast(pa.string()), " ", "T",
+                                           max_replacements=1), "Z"], "").combine_chunks()
+    # Every value has the same width: write "T" and "Z" into a copy of the bytes in one pass.
+    raw = np.frombuffer(bufs[2], np.uint8)[off[0]: off[-1]].reshape(n, _TS_WIDTH)
+    out = np.empty((n, _TS_WIDTH + 1), np.uint8)
+    out[:, :_TS_WIDTH] = raw
+    out[:, 10] = ord("T")
+    out[:, _TS_WIDTH] = ord("Z")
+    validity = pc.is_valid(arr).buffers()[1] if arr.null_count else None
+    offsets = np.arange(0, (_TS_WIDTH + 1) * (n + 1), _TS_WIDTH + 1, dtype=np.int32)
+    return pa.Array.from_buffers(
+        pa.string(), n, [validity, pa.py_buffer(offsets), pa.py_buffer(out)],
+        null_count=arr.null_count,
+    )
 
 
 def _encode(arr: Column) -> pa.ChunkedArray:
@@ -242,12 +275,7 @@ def _encode(arr: Column) -> pa.ChunkedArray:
     elif tag == "d":
         out = arr.cast(pa.date32()).cast(pa.string())
     elif tag == "t":
-        utc = pc.cast(arr, pa.timestamp("us", "UTC"), safe=False)
-        # Dropping the zone keeps the UTC instant; printing a naive timestamp is ~20x faster
-        # than a zoned one (which consults the tz database per value). Arrow prints
-        # "YYYY-MM-DD HH:MM:SS.ffffff" for microseconds.
-        text = utc.cast(pa.timestamp("us")).cast(pa.string())
-        out = _join([pc.replace_substring(text, " ", "T", max_replacements=1), "Z"], "")
+        out = _map_chunks(_timestamp_chunk, arr)
     elif tag == "h":
         out = arr.cast(pa.time64("us")).cast(pa.string())
     else:  # "x"
@@ -326,13 +354,20 @@ def key_inputs(table: pa.Table, fields: Sequence[str]) -> pa.ChunkedArray:
     """The BK hash input strings (tagged, escaped, ``|``-joined); null if any value is null."""
     if not fields:
         raise ValueError("a business key needs at least one field")
+    return _key_input(table, fields, {})
+
+
+def _key_input(table: pa.Table, fields: Sequence[str],
+               texts: dict[str, pa.ChunkedArray]) -> pa.ChunkedArray:
+    # One join over [tag, value, |tag, value, ...]: each value is copied once. A null value
+    # makes the row's input null.
     parts: list[Column | str] = []
-    for f in fields:
-        tag, text = _escaped(_column(table, f), f)
-        parts.append(_join([f"{tag}:", text], ""))
-    if len(parts) == 1:
-        return pa.chunked_array(_chunks(parts[0]), pa.string())
-    return _join(parts, SEPARATOR)
+    for i, f in enumerate(fields):
+        col = _column(table, f)
+        tag = _tag_of(col, f)
+        text = texts[f] if f in texts else _encode(col)
+        parts += [f"{SEPARATOR if i else ''}{tag}:", _escape_text(tag, text)]
+    return _join(parts, "")
 
 
 def key_hashes(table: pa.Table, fields: Sequence[str]) -> pa.ChunkedArray:
@@ -360,15 +395,22 @@ def _separated_pairs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
     """``|name=tagged`` of each non-null data field, concatenated: DATA input with a leading
     ``|`` on every non-empty row (the hash loop skips that byte instead of copying strings)."""
     parts: list[Column | str] = []
+    has_nulls = False
     for f in sorted(set(fields)):
         col = _column(table, f)
         if pa.types.is_null(col.type) or col.null_count == len(col):
             continue  # contributes nothing to any row; skipping saves the string work
         tag, text = _escaped(col, f)
-        parts.append(_join([f"{SEPARATOR}{_escape_name(f)}={tag}:", text], ""))
+        prefix = f"{SEPARATOR}{_escape_name(f)}={tag}:"
+        if col.null_count:
+            # Prefix and value together, null where the value is: the final join drops both.
+            parts.append(_join([prefix, text], ""))
+            has_nulls = True
+        else:
+            parts += [prefix, text]  # no nulls: the one final join copies each value once
     if not parts:
         return pa.chunked_array([pa.array([""] * table.num_rows, pa.string())], pa.string())
-    return _join(parts, "", nulls_as_empty=True)
+    return _join(parts, "", nulls_as_empty=has_nulls)
 
 
 def data_inputs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
@@ -450,19 +492,11 @@ def identify(table: pa.Table, entity: EntityConfig) -> StageResult:
         )
         table = table.filter(pc.invert(null_key))
 
-    tagged: list[Column | str] = []
-    ref_texts: list[tuple[str, pa.ChunkedArray]] = []
-    for f in bk:
-        col = table.column(f)
-        tag = _tag_of(col, f)
-        text = _encode(col)
-        tagged.append(_join([f"{tag}:", _escape_text(tag, text)], ""))
-        # The ref shows the plain canonical text; it is for humans, not for parsing.
-        ref_texts.append((f, text))
-    bk_input = tagged[0] if len(tagged) == 1 else _join(tagged, SEPARATOR)
-    assert isinstance(bk_input, pa.ChunkedArray)
-
-    key = hash_hex(bk_input, "xxh3_128")
+    # Each key column is encoded once: for the hash input and for the ref (which shows the
+    # plain canonical text; it is for humans, not for parsing).
+    texts = {f: _encode(table.column(f)) for f in bk}
+    ref_texts = [(f, texts[f]) for f in bk]
+    key = hash_hex(_key_input(table, bk, texts), "xxh3_128")
     data = data_hashes(table, data_fields(table.column_names, entity))
     out = (
         table.append_column(KEY_HASH, key)
