@@ -10,7 +10,8 @@ PostgreSQL's binary COPY into Arrow in C (about 4x faster than fetchall + pa.arr
 from __future__ import annotations
 
 import io
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import pyarrow as pa
@@ -27,6 +28,7 @@ __all__ = [
     "drop_stage",
     "fetch_arrow",
     "has_rows",
+    "local_setting",
     "lock_exclusive",
     "recreate_indexes",
 ]
@@ -138,15 +140,22 @@ def drop_indexes(dbapi_conn: Any, table: str, schema: str | None = None) -> list
     return [r[2] for r in rows]
 
 
+@contextmanager
+def local_setting(dbapi_conn: Any, name: str, value: str) -> Iterator[None]:
+    """Set a server setting for the statements inside, then put the caller's value back."""
+    old = dbapi_conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
+    dbapi_conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+    try:
+        yield
+    finally:
+        dbapi_conn.execute("SELECT set_config(%s, %s, true)", (name, old))
+
+
 def recreate_indexes(dbapi_conn: Any, definitions: Sequence[str]) -> None:
     """Run `drop_indexes`' definitions again, with more sort memory for the builds."""
     if not definitions:
         return
-    old = dbapi_conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0]
-    dbapi_conn.execute(
-        "SELECT set_config('maintenance_work_mem', %s, true)", (_INDEX_BUILD_MEMORY,)
-    )
-    for definition in definitions:
-        # Catalog text from pg_get_indexdef (identifiers quoted by the server), no user input.
-        dbapi_conn.execute(sql.SQL(definition))
-    dbapi_conn.execute("SELECT set_config('maintenance_work_mem', %s, true)", (old,))
+    with local_setting(dbapi_conn, "maintenance_work_mem", _INDEX_BUILD_MEMORY):
+        for definition in definitions:
+            # Catalog text from pg_get_indexdef (identifiers quoted by the server), no user input.
+            dbapi_conn.execute(sql.SQL(definition))

@@ -1,10 +1,24 @@
 """The SQL target: entity tables with `_bridge_*` tracking columns on SQLite or PostgreSQL.
 
 Writes only what the caller passes (inserts + updates, and key hashes to soft-delete); rows it
-is not given are never touched. PostgreSQL writes go COPY -> temp staging table -> one
-``INSERT ... SELECT ... ON CONFLICT (_bridge_key_hash) DO UPDATE``; SQLite uses one executemany
-of the same upsert. Identifiers are validated (`config.IDENTIFIER`) and quoted by SQLAlchemy /
-psycopg; every value is a bound parameter.
+is not given are never touched. SQLite uses one executemany of an ``ON CONFLICT`` upsert.
+Identifiers are validated (`config.IDENTIFIER`) and quoted by SQLAlchemy / psycopg; every value
+is a bound parameter. PostgreSQL writes take one of three routes, all inside the caller's
+transaction:
+
+- bulk load: >= `_BULK_ROWS` rows into a table that is empty (checked, then locked ACCESS
+  EXCLUSIVE and checked again): drop its indexes, COPY straight into it, rebuild them;
+- hinted inserts (``insert_mask``): COPY straight into the table under a savepoint; a key that
+  exists after all rolls back to the savepoint and those rows take the next route;
+- the rest: COPY -> temp staging table -> ``UPDATE ... FROM``, then an anti-join ``INSERT``
+  only when some staged key was not updated.
+
+New PostgreSQL tables get ``COLLATE "C"`` hash columns and fillfactor 90 (HOT updates).
+Measured on the 2-core dev box (noisy, shared), 1M rows x 10 cols (``bench/target_write.py``)
+before -> after: initial write 9.6-15.7 s -> 5.6-6.1 s (prepare 0.4, COPY 3.0-3.6, index build
+1.0-1.2); 10 % updates 2.0-3.3 s -> 1.2-1.8 s; 10 % hinted inserts into the filled table 0.5 s.
+PostgreSQL's side of COPY dominates: binary COPY (ADBC) was only 10-15 % faster than CSV on
+the same data, not enough to pay for a scratch table and a second INSERT ... SELECT pass.
 
 Type storage on SQLite: timestamps are UTC text ``YYYY-MM-DD HH:MM:SS.ffffff`` (fixed width,
 so text order is time order), dates ISO text, decimals NUMERIC affinity (exact up to 15
@@ -85,6 +99,8 @@ _PG_FILLFACTOR = 90
 # From this many rows a write into an empty PostgreSQL table drops the indexes, COPYs straight
 # into the table and rebuilds them (1M rows: 2.9 s COPY + ~1 s build vs 8 s indexed COPY).
 _BULK_ROWS = 10_000
+# The UPDATE's hash over 100k staged rows (~25 MB) spills to 16 batches under the default 4MB.
+_JOIN_MEMORY = "64MB"
 
 
 class WriteCounts(NamedTuple):
@@ -737,7 +753,8 @@ class SqlTarget:
             .where(table.c[KEY_HASH] == stg.c[KEY_HASH])
             .values({**{n: stg.c[n] for n in names if n != KEY_HASH}, **marks})
         )
-        updated = conn.execute(upd).rowcount
+        with pg_copy.local_setting(raw, "work_mem", _JOIN_MEMORY):
+            updated = conn.execute(upd).rowcount
         if updated > data.num_rows:
             raise RuntimeError(f"{name}: updated {updated} rows for {data.num_rows} keys")
         if updated < data.num_rows:
