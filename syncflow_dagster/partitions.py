@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dagster import StaticPartitionsDefinition
-from syncflow_core.slices import slice_keys
 
 from syncflow_core.config import EntityConfig
+from syncflow_core.slices import slice_keys
 
 __all__ = ["entity_partitions"]
 

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, BackfillPolicy, Definitions, GraphDefinition
+from dagster import AssetKey, BackfillPolicy, Definitions, GraphDefinition, OpDefinition
 
 from syncflow_core.config import SyncFlowConfig
 from syncflow_core.slices import slice_keys
@@ -60,7 +60,8 @@ def test_each_asset_is_a_graph_of_the_six_stage_ops(defs: Definitions,
             assert {o.node_name for outs in deps.values() for o in outs} == {
                 f"{name}__{upstream}"}
         extract = node.node_named(f"{name}__extract").definition
-        assert extract.pool == ERP_POOL  # type: ignore[union-attr]
+        assert isinstance(extract, OpDefinition)
+        assert extract.pool == ERP_POOL
         load = node.node_named(f"{name}__load").definition
         assert load.tags[ENTITY_TAG] == name
 

@@ -49,7 +49,7 @@ def test_million_rows_write_and_mmap_read_are_fast(tmp_path: Path) -> None:
     for compression in ("lz4", "none"):
         folder = UPath(tmp_path) / compression
         t0 = time.perf_counter()
-        write_slices({"slice-01": batch}, folder, compression)  # type: ignore[arg-type]
+        write_slices({"slice-01": batch}, folder, compression)
         t1 = time.perf_counter()
         back = read_slices(folder)
         t2 = time.perf_counter()
