@@ -5,21 +5,32 @@ on each in a process pool; `prepare_parallel` uses it for normalize + identify, 
 part of a sync (the hash calls hold the GIL, so threads do not help: measured, two threads
 hashed slower than one).
 
-Transport: the pool (``fork`` context) is created once per process and reused. Row ranges go
-to the workers as Arrow IPC stream buffers (not pickled slices: pyarrow pickles a slice with its
-parent's whole buffers, so a 1/5 slice costs as much as the table); the worker reads them
-zero-copy. Results come back pickled (fresh tables pickle as their own buffers).
+Parts: more parts than workers (about `DEFAULT_PART_ROWS` rows each), handed out as workers
+free up, so both cores stay busy to the end, a worker holds only one part's intermediates at a
+time, and the parent reads finished parts while the workers compute later ones.
+
+Transport: the pool (``fork`` context) is created once per process and reused. Row ranges and
+the tables of the results travel as Arrow IPC files in shared memory (``/dev/shm``): the sender
+writes them with ``write()`` (one copy, not in its resident set), the receiver memory-maps them
+(zero-copy) and unlinks them at once, so nothing is pickled through the pipe but a file name and
+the small rest of a result. Without a usable ``/dev/shm`` (or room in it) row ranges go as IPC
+stream buffers and results are pickled (a sliced table is never pickled: pyarrow pickles a
+slice with its parent's whole buffers).
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import io
+import itertools
 import multiprocessing
 import os
+import pickle
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
@@ -27,12 +38,27 @@ from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig
 from syncflow_core.rejects import concat_reject_specs, with_row_ids
 
-__all__ = ["DEFAULT_MIN_ROWS", "map_tables", "prepare_parallel", "shutdown_pool", "split_rows"]
+__all__ = [
+    "DEFAULT_MIN_ROWS",
+    "DEFAULT_PART_ROWS",
+    "map_tables",
+    "prepare_parallel",
+    "shutdown_pool",
+    "split_rows",
+]
 
 R = TypeVar("R")
 
 DEFAULT_MIN_ROWS = 50_000
 """Below this many rows a table is processed inline: starting work elsewhere costs more."""
+
+DEFAULT_PART_ROWS = 131_072
+"""Rows per part handed to a worker (a table is cut into at least one part per worker)."""
+
+_SHM_DIR = "/dev/shm"
+# Tables smaller than this travel pickled: a file costs more than copying a few KB.
+_SPILL_MIN_BYTES = 1 << 20
+_counter = itertools.count()
 
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
@@ -79,19 +105,62 @@ def map_tables(
     table: pa.Table,
     workers: int | None = None,
     min_rows: int = DEFAULT_MIN_ROWS,
+    part_rows: int = DEFAULT_PART_ROWS,
 ) -> list[R]:
     """``[fn(part) for part in row ranges of table]``, the parts run in worker processes.
 
     ``fn`` must be picklable (a top-level function or a ``functools.partial`` of one). Results
-    come back in row order. With one worker or fewer than ``min_rows`` rows it runs inline.
+    come back in row order, one per part (at least ``workers`` parts of about ``part_rows``
+    rows). With one worker or fewer than ``min_rows`` rows it runs inline, as one part.
     """
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or table.num_rows < max(min_rows, 2):
         return [fn(table)]
-    parts = [
-        _to_ipc(table.slice(off, length)) for off, length in split_rows(table.num_rows, workers)
-    ]
-    return list(_get_pool(workers).map(partial(_run_on_ipc, fn), parts))
+    n = table.num_rows
+    ranges = split_rows(n, max(workers, -(-n // max(part_rows, 1))))
+    spill = _spill_prefix(table.nbytes)
+    if spill is None:
+        parts = [_to_ipc(table.slice(off, length)) for off, length in ranges]
+        return list(_get_pool(workers).map(partial(_run_on_ipc, fn), parts))
+    pool = _get_pool(workers)
+    futures: list[Future[bytes]] = []
+    try:
+        for i, (off, length) in enumerate(ranges):
+            path = f"{spill}-{i}-in.arrow"
+            _write_ipc(table.slice(off, length), path)
+            futures.append(pool.submit(_run_on_file, fn, path, f"{spill}-{i}-out"))
+        return [pickle.loads(f.result()) for f in futures]
+    finally:
+        # After a failure, let running parts finish so no file appears after the clean-up.
+        for f in futures:
+            f.cancel()
+        wait(futures)
+        _remove_files(spill)
+
+
+def _spill_prefix(nbytes: int) -> str | None:
+    """A unique file-name prefix in shared memory, or None if it is missing or too small."""
+    try:
+        st = os.statvfs(_SHM_DIR)
+    except OSError:
+        return None
+    # Inputs plus results (normalize + identify roughly doubles a table), with room to spare.
+    if not os.access(_SHM_DIR, os.W_OK) or st.f_bavail * st.f_frsize < 4 * nbytes + (64 << 20):
+        return None
+    return os.path.join(_SHM_DIR, f"syncflow-{os.getpid()}-{next(_counter)}")
+
+
+def _remove_files(prefix: str) -> None:
+    # Normally the readers unlinked every file already; this catches a failed worker's.
+    folder, stem = os.path.split(prefix)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if name.startswith(os.path.basename(stem) + "-"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(os.path.join(folder, name))
 
 
 def _to_ipc(table: pa.Table) -> pa.Buffer:
@@ -105,6 +174,46 @@ def _to_ipc(table: pa.Table) -> pa.Buffer:
 
 def _run_on_ipc(fn: Callable[[pa.Table], R], payload: pa.Buffer) -> R:
     return fn(pa.ipc.open_stream(payload).read_all())
+
+
+def _write_ipc(table: pa.Table, path: str) -> None:
+    with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+
+
+def _read_ipc(path: str) -> pa.Table:
+    """The table in an IPC file, memory-mapped (zero-copy); the file is unlinked at once (the
+    mapping keeps the data alive until the table is dropped)."""
+    source = pa.memory_map(path)
+    try:
+        return pa.ipc.open_stream(source).read_all()
+    finally:
+        source.close()
+        os.unlink(path)
+
+
+class _SpillingPickler(pickle.Pickler):
+    """Pickles a result with its big tables written to shared-memory files instead."""
+
+    def __init__(self, file: io.BytesIO, prefix: str) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._prefix = prefix
+        self._files = 0
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, pa.Table) and obj.nbytes >= _SPILL_MIN_BYTES:
+            path = f"{self._prefix}-{self._files}.arrow"
+            self._files += 1
+            _write_ipc(obj, path)
+            return _read_ipc, (path,)
+        return NotImplemented
+
+
+def _run_on_file(fn: Callable[[pa.Table], R], path: str, out_prefix: str) -> bytes:
+    result = fn(_read_ipc(path))
+    buf = io.BytesIO()
+    _SpillingPickler(buf, out_prefix).dump(result)
+    return buf.getvalue()
 
 
 def _prepare_part(
