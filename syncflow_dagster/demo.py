@@ -13,6 +13,7 @@ import os
 import shutil
 import sys
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from graphlib import TopologicalSorter
 from pathlib import Path
@@ -29,6 +30,8 @@ __all__ = ["COLUMNS", "DemoPaths", "main", "prepare", "sync_all", "topological_e
 
 COLUMNS = ("inserted", "updated", "unchanged", "deleted", "failed", "pending", "resolved")
 """Columns of the per-day summary (failed = rejected + parent_missing)."""
+QUIET: dict[str, Any] = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+"""Run config keeping Dagster's per-event console log out of the demo's progress lines."""
 DEMO_URL_ENVS = ("SYNCFLOW_ERP_URL", "SYNCFLOW_TARGET_URL", "SYNCFLOW_STATE_URL")
 
 
@@ -105,7 +108,8 @@ def sync_all(
         total: dict[str, float] = {}
         for key in keys:
             started = time.perf_counter()
-            result = job_def.execute_in_process(instance=instance, partition_key=key)
+            result = job_def.execute_in_process(run_config=QUIET, instance=instance,
+                                                partition_key=key)
             counts = _counts(result)
             for k, v in counts.items():
                 total[k] = total.get(k, 0) + v
@@ -134,7 +138,8 @@ def resolve_waiting(
         if not ent.parent_refs:
             continue
         job_def = defs.resolve_job_def(resolution_job_name(ent))
-        result = job_def.execute_in_process(instance=instance, tags={RESOLVE_MODE_TAG: "parent"})
+        result = job_def.execute_in_process(run_config=QUIET, instance=instance,
+                                            tags={RESOLVE_MODE_TAG: "parent"})
         out[name] = _counts(result)
     return out
 
@@ -184,6 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scale", type=float, default=0.2, help="demo ERP size (1.0 = 150k lines)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", module="dagster")  # beta/deprecation notes, not news
 
     paths = DemoPaths(Path(args.dir))
     print(f"Generating the demo ERP at {paths.erp} (scale {args.scale}, seed {args.seed}) ...")
