@@ -38,6 +38,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from numpy.lib.stride_tricks import sliding_window_view
 
 from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig, FieldOptions
@@ -173,9 +174,10 @@ def _days_since_epoch(y: np.ndarray, m: np.ndarray, d: np.ndarray) -> np.ndarray
 
 
 def _number(digits: np.ndarray, lo: int, hi: int) -> np.ndarray:
-    out = np.zeros(len(digits), np.int64)
-    for j in range(lo, hi):
-        out = out * 10 + digits[:, j]
+    out = digits[:, lo].astype(np.int32)
+    for j in range(lo + 1, hi):
+        out *= 10
+        out += digits[:, j]
     return out
 
 
@@ -200,9 +202,10 @@ def _fixed_width_dates(values: pa.Array, opts: FieldOptions
         pos = np.flatnonzero(lengths == width)
         if not len(pos):
             continue
-        block = rb.data[rb.offsets[:-1][pos, None] + np.arange(width)]
-        digits = block.astype(np.int64) - 48
-        is_digit = (digits >= 0) & (digits <= 9)
+        # Row gather from a zero-copy sliding window: one memcpy-like copy of each value.
+        block = sliding_window_view(rb.data, width)[rb.offsets[pos]]
+        digits = block - np.uint8(48)  # wraps around below '0', so one compare checks digits
+        is_digit = digits <= 9
         if width == 8:
             ok = is_digit.all(axis=1)
             y, m, d = _number(digits, 0, 4), _number(digits, 4, 6), _number(digits, 6, 8)
@@ -214,9 +217,8 @@ def _fixed_width_dates(values: pa.Array, opts: FieldOptions
             iso = (block[:, 4] == 45) & (block[:, 7] == 45)  # '-'
             dotted = (block[:, 2] == 46) & (block[:, 5] == 46)  # '.'
             slashed = (block[:, 2] == 47) & (block[:, 5] == 47)  # '/'
-            digit_cols = np.where(iso[:, None], np.array([1, 1, 1, 1, 0, 1, 1, 0, 1, 1], bool),
-                                  np.array([1, 1, 0, 1, 1, 0, 1, 1, 1, 1], bool))
-            ok = (iso | dotted | slashed) & (is_digit | ~digit_cols).all(axis=1)
+            # The two separators are not digits: eight digits means all the others are.
+            ok = (iso | dotted | slashed) & (is_digit.sum(axis=1, dtype=np.int8) == 8)
             a, b = _number(digits, 0, 2), _number(digits, 3, 5)
             day_first = dotted | (slashed & bool(opts.day_first))
             y = np.where(iso, _number(digits, 0, 4), _number(digits, 6, 10))
@@ -227,7 +229,7 @@ def _fixed_width_dates(values: pa.Array, opts: FieldOptions
         dim = _MONTH_DAYS[np.clip(m, 1, 12) - 1] + (leap & (m == 2))
         ok &= (y >= 1) & in_month & (d >= 1) & (d <= dim)
         good = pos[ok]
-        micros[good] = _days_since_epoch(y[ok], m[ok], d[ok]) * _DAY_US
+        micros[good] = _days_since_epoch(y[ok].astype(np.int64), m[ok], d[ok]) * _DAY_US
         parsed[good] = True
     return micros, parsed, null
 
