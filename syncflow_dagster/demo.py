@@ -99,10 +99,11 @@ def sync_all(
     config: SyncFlowConfig,
     instance: DagsterInstance,
     log: Callable[[str], None] = print,
+    entities: list[str] | None = None,
 ) -> dict[str, dict[str, float]]:
-    """One run per slice of every entity, parents first; counts summed per entity."""
+    """One run per slice of every entity (or of ``entities``), parents first; summed counts."""
     out: dict[str, dict[str, float]] = {}
-    for name in topological_entities(config):
+    for name in entities if entities is not None else topological_entities(config):
         job_def = defs.resolve_job_def(entity_job_name(config.entity(name)))
         keys = job_def.partitions_def.get_partition_keys() if job_def.partitions_def else []
         total: dict[str, float] = {}
@@ -122,26 +123,70 @@ def sync_all(
     return out
 
 
-def resolve_waiting(
-    defs: Definitions, config: SyncFlowConfig, instance: DagsterInstance
+def run_parent_sensors(
+    defs: Definitions,
+    config: SyncFlowConfig,
+    instance: DagsterInstance,
+    cursors: dict[str, str | None],
+    log: Callable[[str], None] = print,
 ) -> dict[str, dict[str, float]]:
-    """Hook: load children that waited for a parent which has arrived since.
+    """One tick of every parent-arrival sensor, as the daemon would run it; launch its runs.
 
-    In a deployment the parent-arrival sensor does this within a tick; the demo runs the same
-    resolution jobs directly so the summary shows their effect. Returns counts per entity.
+    ``cursors`` carries each sensor's cursor from tick to tick (the daemon keeps it in the
+    instance). Each run request launches the entity's resolution job with the request's tags,
+    so the resolution shows in the UI as a materialization of the child tied to its parent.
     """
-    from syncflow_dagster.sensors import RESOLVE_MODE_TAG, resolution_job_name
+    from dagster import build_sensor_context
+
+    from syncflow_dagster.resources import SyncFlowResource
+    from syncflow_dagster.sensors import resolution_job_name
 
     out: dict[str, dict[str, float]] = {}
     for name in topological_entities(config):
         ent = config.entity(name)
         if not ent.parent_refs:
             continue
+        sensor_name = f"{name}_parent_arrival"
+        sensor = defs.resolve_sensor_def(sensor_name)
+        ctx = build_sensor_context(instance=instance, cursor=cursors.get(sensor_name),
+                                   definitions=defs, resources={"syncflow": SyncFlowResource()})
+        tick = sensor.evaluate_tick(ctx)
+        cursors[sensor_name] = tick.cursor
         job_def = defs.resolve_job_def(resolution_job_name(ent))
-        result = job_def.execute_in_process(run_config=QUIET, instance=instance,
-                                            tags={RESOLVE_MODE_TAG: "parent"})
-        out[name] = _counts(result)
+        for req in tick.run_requests or []:
+            result = job_def.execute_in_process(run_config=QUIET, instance=instance,
+                                                tags=req.tags)
+            counts = _counts(result)
+            log(f"  {sensor_name}: {req.tags.get('syncflow/trigger_parent')} arrived -> "
+                f"resolved {int(counts.get('resolved', 0))}, still waiting "
+                f"{int(counts.get('pending', 0))}  run {result.run_id[:8]}")
+            for k, v in counts.items():
+                out.setdefault(name, {})[k] = out.get(name, {}).get(k, 0) + v
     return out
+
+
+def _leaves(config: SyncFlowConfig) -> list[str]:
+    """Entities that are nobody's parent (order lines): synced after the sensors ran."""
+    parents = {p for n in config.entities for p in config.parents_of(n)}
+    return [n for n in topological_entities(config) if n not in parents]
+
+
+def sync_day(
+    defs: Definitions,
+    config: SyncFlowConfig,
+    instance: DagsterInstance,
+    cursors: dict[str, str | None],
+) -> dict[str, dict[str, int]]:
+    """A night's work: parents, then the parent-arrival sensors, then the leaf entities."""
+    leaves = _leaves(config)
+    first = [n for n in topological_entities(config) if n not in leaves]
+    synced = sync_all(defs, config, instance, entities=first)
+    print("  parent-arrival sensors tick:")
+    resolved = run_parent_sensors(defs, config, instance, cursors)
+    if not resolved:
+        print("    nothing was waiting for the parents that arrived")
+    synced.update(sync_all(defs, config, instance, entities=leaves))
+    return _merge(synced, resolved)
 
 
 def _merge(day: Mapping[str, dict[str, float]], resolved: Mapping[str, dict[str, float]]
@@ -201,9 +246,9 @@ def main(argv: list[str] | None = None) -> int:
     instance = DagsterInstance.get()  # the real instance in paths.dagster_home
     days: dict[str, dict[str, dict[str, int]]] = {}
     try:
+        cursors: dict[str, str | None] = {}
         print("\nDay 1: initial load, every slice of every entity (parents first)")
-        day1 = sync_all(defs, config, instance)
-        days["initial load"] = _merge(day1, resolve_waiting(defs, config, instance))
+        days["initial load"] = sync_day(defs, config, instance, cursors)
 
         from syncflow_core.demo.changes import apply_business_day
 
@@ -211,9 +256,8 @@ def main(argv: list[str] | None = None) -> int:
         changes = apply_business_day(paths.erp, seed=args.seed + 1)
         for table, change in changes.items():
             print(f"  {table:<14} " + ", ".join(f"{k} {v}" for k, v in change.items()))
-        print("\nDay 2: sync again")
-        day2 = sync_all(defs, config, instance)
-        days["business day"] = _merge(day2, resolve_waiting(defs, config, instance))
+        print("\nDay 2: sync again (the late orders arrive; their waiting lines resolve)")
+        days["business day"] = sync_day(defs, config, instance, cursors)
     finally:
         instance.dispose()
     print(format_summary(days))

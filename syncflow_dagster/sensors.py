@@ -158,17 +158,19 @@ def _parent_arrival(
         if not arrived:
             yield SkipReason(f"parents materialized; no `{entity.name}` children wait for them")
             return
-        for parent, storage_id, run_id in arrived:
-            yield RunRequest(
-                run_key=f"{entity.name}:{parent}:{storage_id}",
-                tags={
-                    ENTITY_TAG: entity.name,
-                    RESOLVE_MODE_TAG: "parent",
-                    TRIGGER_PARENT_TAG: parent,
-                    TRIGGER_EVENT_TAG: str(storage_id),
-                    TRIGGER_RUN_TAG: run_id,
-                },
-            )
+        # One resolution run per tick, however many parents arrived: it retries every
+        # waiting child whose parents now all exist.
+        parents_key = "+".join(f"{p}@{sid}" for p, sid, _ in arrived)
+        yield RunRequest(
+            run_key=f"{entity.name}:{parents_key}",
+            tags={
+                ENTITY_TAG: entity.name,
+                RESOLVE_MODE_TAG: "parent",
+                TRIGGER_PARENT_TAG: ",".join(p for p, _, _ in arrived),
+                TRIGGER_EVENT_TAG: ",".join(str(sid) for _, sid, _ in arrived),
+                TRIGGER_RUN_TAG: arrived[-1][2],
+            },
+        )
 
     return sensor(
         name=f"{entity.name}_parent_arrival",
