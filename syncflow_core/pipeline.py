@@ -473,9 +473,13 @@ def resolve_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
 
 
 @contextmanager
-def _transactions(rt: Runtime) -> Iterator[tuple[Any, Any]]:
-    """(target_conn, state_conn): one transaction when they share a database."""
+def _transactions(rt: Runtime, table: str) -> Iterator[tuple[Any, Any]]:
+    """(target_conn, state_conn): one transaction when they share a database.
+
+    The target table is locked for writing first, so two runs of one entity never interleave.
+    """
     with rt.target.begin() as tconn:
+        rt.target.lock_for_write(tconn, table)
         if rt.shares_database:
             yield tconn, tconn
         else:
@@ -537,7 +541,7 @@ def load_batch(
         seen_wm = rt.state.get_watermark(entity, pass_key)
     # Most loads have nothing waiting: skip the per-key pending cleanup then (1M keys ~15 s).
     had_pending = rt.state.pending_counts(entity).total > 0
-    with _transactions(rt) as (tconn, sconn):
+    with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
             ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i")
@@ -657,7 +661,7 @@ def resolve_pending(
     still = pc.invert(pc.is_in(waiting.column("key_hash"), value_set=loaded_keys.combine_chunks()))
     still_waiting = waiting.filter(still)
     failed = 0
-    with _transactions(rt) as (tconn, sconn):
+    with _transactions(rt, ent.table_name) as (tconn, sconn):
         rt.target.write(ent.table_name, upserts, pa.array([], pa.string()), run_id, now, tconn)
         rt.state.delete_pending(entity, loaded_keys, conn=sconn)
         if not parent_arrived and still_waiting.num_rows:

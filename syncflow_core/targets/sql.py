@@ -230,6 +230,20 @@ class SqlTarget:
         with self.engine.begin() as conn:
             yield conn
 
+    def lock_for_write(self, conn: sa.Connection, name: str) -> None:
+        """Serialize writers of one table until ``conn``'s transaction ends.
+
+        Dagster's run queue keeps two tagged runs of an entity apart, but a run launched
+        without the tag (the UI's "Materialize") must not interleave its writes with another:
+        PostgreSQL takes a transaction-scoped advisory lock on the table's name; SQLite already
+        admits one writer at a time.
+        """
+        if self.dialect == "postgresql":
+            key = f"syncflow:{self.schema or ''}.{name}"
+            conn.execute(
+                sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
+            )
+
     def close(self) -> None:
         """Close the ADBC connection and dispose of the engine."""
         if self._adbc is not None:
