@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from syncflow_core.normalize import parse_numbers
+from syncflow_core.normalize import parse_numbers, plan_fields
+from syncflow_core.normalize.numbers import _fast_column, _to_number, parse_number_text
 from syncflow_core.rejects import ROW_ID
 from tests.core.normalize.entities import entity
 
@@ -130,3 +131,40 @@ def test_formatted_numbers_round_trip_in_both_locales(value: Decimal,
     got, rej = _parse([_format(value, dec, group)], "NUMBER(12,2)", decimal_separator=dec)
     assert rej == []
     assert got == [value]
+
+
+def _assert_byte_path_agrees(values: list[str | None], type_: str, locale: str) -> None:
+    plan = plan_fields(pa.schema([("v", pa.string())]),
+                       entity({"v": {"type": type_, "locale": locale}}))["v"]
+    dec = plan.options.effective_decimal_separator()
+    arr = pa.array(values, pa.string())
+    fast = _fast_column(arr, plan, dec)
+    assert fast is not None
+    canon = parse_number_text(arr, dec)
+    out, failed = _to_number(canon, plan)
+    unparsed = [v is not None and c is None for v, c in zip(values, canon.to_pylist(), strict=True)]
+    assert fast[0].to_pylist() == out.to_pylist()
+    assert fast[1].tolist() == unparsed
+    assert fast[2].tolist() == failed.tolist()
+
+
+def test_byte_parsed_numbers_agree_with_the_text_path_on_tricky_shapes() -> None:
+    tricky = ["12345,678", ",000", "1,2345", "1,23,456", "12,3456,789", "1,000,", "1.", ".5",
+              "+-1", "-", "1,000.5.5", "0000000000000000001", "-0", "+0.00", "9999999999.99",
+              "10000000000.00", "1.005", "1.230", "123456789012345678", "1234567890123456789"]
+    for type_ in ("NUMBER(12,2)", "NUMBER(6)", "NUMBER(38,4)", "INTEGER"):
+        _assert_byte_path_agrees([*tricky, None], type_, "en_US")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.text(alphabet="0123456789.,+- ", max_size=26),
+                          st.from_regex(r"\A[+-]?\d{1,3}(,\d{3}){0,6}(\.\d{0,5})?\Z"),
+                          st.from_regex(r"\A[+-]?\d{0,6}([,.]\d{2,4}){0,4}\Z"),
+                          st.from_regex(r"\A[+-]?\d{1,20}(,\d{1,6})?\Z")),
+                min_size=1, max_size=20),
+       st.sampled_from(["NUMBER(12,2)", "NUMBER(14,4)", "NUMBER(6)", "NUMBER(19)", "NUMBER(38,4)",
+                        "NUMBER(3,3)", "NUMBER", "INTEGER"]),
+       st.sampled_from(["en_US", "de_DE"]))
+def test_byte_parsed_numbers_agree_with_the_text_path(values: list[str | None], type_: str,
+                                                      locale: str) -> None:
+    _assert_byte_path_agrees(values, type_, locale)
