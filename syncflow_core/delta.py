@@ -122,23 +122,21 @@ def _join_indices(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(incoming idx, stored idx) of matches and stored-only idx, or None if the key lied.
 
-    ``ik`` (the incoming join keys) must be unique: then each stored row matches at most one
-    incoming row and the join cannot blow up, whatever the stored side holds.
+    ``ik`` (the incoming join keys) must be unique: each stored row is looked up in a hash
+    table of them (``index_in``: one small table, no join output), so a stored row matches at
+    most one incoming row and the result cannot blow up, whatever the stored side holds.
     """
-    sk = _join_key(sw)
-    left = pa.table({"k": ik, "i": np.arange(len(ik), dtype=np.int64)})
-    right = pa.table({"k": sk, "s": np.arange(len(sk), dtype=np.int64)})
-    j = left.join(right, "k", join_type="full outer")
-    i = pc.fill_null(j.column("i"), -1).to_numpy()
-    s = pc.fill_null(j.column("s"), -1).to_numpy()
-    i_valid, s_valid = i >= 0, s >= 0
-    if int(i_valid.sum()) != len(ik):
+    pos = pc.index_in(pa.array(_join_key(sw)), value_set=pa.array(ik))
+    found = np.asarray(pc.is_valid(pos).to_numpy(zero_copy_only=False), dtype=bool)
+    ms = np.flatnonzero(found)
+    mi = pos.filter(pc.is_valid(pos)).to_numpy().astype(np.int64)
+    if len(mi) and np.bincount(mi, minlength=len(ik)).max() > 1:
         return None  # a stored key (or join key) repeats: the full-key join reports it
-    both = i_valid & s_valid
-    mi, ms = i[both], s[both]
-    if not (iw[mi] == sw[ms]).all():
-        return None  # equal join keys, different hashes: let the full-key join sort it out
-    return mi, ms, s[s_valid & ~i_valid]
+    # Verify word by word: two (matches,) columns at a time instead of (matches, 4) copies.
+    for w in range(iw.shape[1]):
+        if not (iw[mi, w] == sw[ms, w]).all():
+            return None  # equal join keys, different hashes: let the full-key join sort it out
+    return mi, ms, np.flatnonzero(~found)
 
 
 def _join_strings(
@@ -163,8 +161,12 @@ def _dedupe(
     whether the join keys were unique to begin with."""
     n = incoming.num_rows
     keep = np.ones(n, bool)
-    if n < 2 or len(pc.unique(pa.array(ik))) == n:
+    # A sorted copy of the 8-byte keys is the leanest uniqueness test (a hash set of 1M keys
+    # costs several times the memory and about the same time).
+    ordered = np.sort(ik)
+    if n < 2 or not (ordered[1:] == ordered[:-1]).any():
         return keep, empty_reject_specs(), 0, True
+    del ordered
     counts = pc.value_counts(pa.array(ik))
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     cand = np.nonzero(pc.is_in(pa.array(ik), value_set=repeated).to_numpy(zero_copy_only=False))[0]
@@ -274,7 +276,9 @@ def classify(
         if strategy == "hash":
             idw, sdw = _words(rows.column(DATA_HASH)), _words(stored.column(DATA_HASH))
             if idw is not None and sdw is not None:
-                changed = ~(idw[mi] == sdw[ms]).all(axis=1)
+                changed = np.zeros(len(mi), bool)
+                for w in range(idw.shape[1]):  # word by word: no (matches, 4) copies
+                    changed |= idw[mi, w] != sdw[ms, w]
             else:  # nulls or odd lengths somewhere: compare as strings
                 changed = _differs(
                     rows.column(DATA_HASH).take(pa.array(mi)).combine_chunks(),
