@@ -80,10 +80,30 @@ class DeltaResult:
     superseded: int
 
 
-def _words(hexes: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
-    """The 32 bytes of each 32-char hash as four uint64 words (zero-copy view), or None if a
-    value is null or not 32 bytes long. Equal words <=> equal strings; nothing is decoded."""
-    arr = hexes.combine_chunks() if isinstance(hexes, pa.ChunkedArray) else hexes
+class _Words:
+    """The 32 bytes of each 32-char hash as four uint64 words, viewed zero-copy in each chunk's
+    buffer (equal words <=> equal strings; nothing is decoded). Words are read one at a time
+    (8 bytes a row) so a chunked column is never combined into a copy."""
+
+    def __init__(self, views: list[np.ndarray]) -> None:
+        self.views = views
+        self.n = sum(len(v) for v in views)
+
+    def word(self, w: int) -> np.ndarray:
+        """Word ``w`` of every row (a strided view for one chunk, else a copy)."""
+        if len(self.views) == 1:
+            return self.views[0][:, w]
+        if not self.views:
+            return np.zeros(0, np.uint64)
+        return np.concatenate([v[:, w] for v in self.views])
+
+    def filter(self, keep: np.ndarray) -> _Words:
+        """The rows where ``keep`` is true."""
+        whole = self.views[0] if len(self.views) == 1 else np.concatenate(self.views)
+        return _Words([whole[keep]])
+
+
+def _chunk_words(arr: pa.Array) -> np.ndarray | None:
     arr = arr.cast(pa.string())
     n = len(arr)
     if n == 0:
@@ -98,27 +118,49 @@ def _words(hexes: pa.ChunkedArray | pa.Array) -> np.ndarray | None:
     return raw.view(np.uint64).reshape(n, 4)
 
 
-def _key_words(hexes: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
+def _words(hexes: pa.ChunkedArray | pa.Array) -> _Words | None:
+    """`_Words` of a hash column, or None if a value is null or not 32 bytes long."""
+    chunks = hexes.chunks if isinstance(hexes, pa.ChunkedArray) else [hexes]
+    views = []
+    for c in chunks:
+        v = _chunk_words(c)
+        if v is None:
+            return None
+        if len(v):
+            views.append(v)
+    return _Words(views)
+
+
+def _key_words(hexes: pa.ChunkedArray | pa.Array, what: str) -> _Words:
     words = _words(hexes)
     if words is None:
         raise ValueError(f"{what}: {KEY_HASH} values must be 32 hex characters (not null)")
     return words
 
 
+def _same(a: _Words, ai: np.ndarray, b: _Words, bi: np.ndarray) -> np.ndarray:
+    """Per pair (ai[k], bi[k]): are the two hashes equal? Word by word, 8 bytes a row."""
+    eq = np.ones(len(ai), bool)
+    for w in range(4):
+        eq &= a.word(w)[ai] == b.word(w)[bi]
+    return eq
+
+
 # Odd multiplier (golden ratio): mixes two 8-char words into one 64-bit join key.
 _MIX = np.uint64(0x9E3779B97F4A7C15)
 
 
-def _join_key(words: np.ndarray) -> np.ndarray:
+def _join_key(words: _Words) -> np.ndarray:
     # 16 hex chars carry 64 bits of the hash; multiply-add spreads them over the key. Matches
     # are verified on all four words afterwards, so a key collision only costs a fallback.
     with np.errstate(over="ignore"):
-        key: np.ndarray = words[:, 0] * _MIX + words[:, 1]
+        key: np.ndarray = words.word(0) * _MIX
+        key += words.word(1)
     return key
 
 
 def _join_indices(
-    iw: np.ndarray, sw: np.ndarray, ik: np.ndarray
+    iw: _Words, sw: _Words, ik: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(incoming idx, stored idx) of matches and stored-only idx, or None if the key lied.
 
@@ -132,10 +174,8 @@ def _join_indices(
     mi = pos.filter(pc.is_valid(pos)).to_numpy().astype(np.int64)
     if len(mi) and np.bincount(mi, minlength=len(ik)).max() > 1:
         return None  # a stored key (or join key) repeats: the full-key join reports it
-    # Verify word by word: two (matches,) columns at a time instead of (matches, 4) copies.
-    for w in range(iw.shape[1]):
-        if not (iw[mi, w] == sw[ms, w]).all():
-            return None  # equal join keys, different hashes: let the full-key join sort it out
+    if not _same(iw, mi, sw, ms).all():
+        return None  # equal join keys, different hashes: let the full-key join sort it out
     return mi, ms, np.flatnonzero(~found)
 
 
@@ -250,7 +290,7 @@ def classify(
     if unique:
         rows, iw, ik = incoming, iw_all, ik_all
     else:
-        rows, iw, ik = incoming.filter(pa.array(keep)), iw_all[keep], ik_all[keep]
+        rows, iw, ik = incoming.filter(pa.array(keep)), iw_all.filter(keep), ik_all[keep]
         # Full keys are unique now; distinct hashes sharing a join key are all but impossible.
         unique = pc.count_distinct(pa.array(ik)).as_py() == len(ik)
 
@@ -276,9 +316,7 @@ def classify(
         if strategy == "hash":
             idw, sdw = _words(rows.column(DATA_HASH)), _words(stored.column(DATA_HASH))
             if idw is not None and sdw is not None:
-                changed = np.zeros(len(mi), bool)
-                for w in range(idw.shape[1]):  # word by word: no (matches, 4) copies
-                    changed |= idw[mi, w] != sdw[ms, w]
+                changed = ~_same(idw, mi, sdw, ms)
             else:  # nulls or odd lengths somewhere: compare as strings
                 changed = _differs(
                     rows.column(DATA_HASH).take(pa.array(mi)).combine_chunks(),

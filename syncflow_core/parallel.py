@@ -52,7 +52,7 @@ R = TypeVar("R")
 DEFAULT_MIN_ROWS = 50_000
 """Below this many rows a table is processed inline: starting work elsewhere costs more."""
 
-DEFAULT_PART_ROWS = 131_072
+DEFAULT_PART_ROWS = 65_536
 """Rows per part handed to a worker (a table is cut into at least one part per worker)."""
 
 _SHM_DIR = "/dev/shm"
@@ -233,6 +233,7 @@ def prepare_parallel(
     source_types: Mapping[str, str] | None = None,
     workers: int | None = None,
     min_rows: int = DEFAULT_MIN_ROWS,
+    part_rows: int = DEFAULT_PART_ROWS,
 ) -> StageResult:
     """Normalize (five layers) and identify a raw extract on several cores.
 
@@ -245,6 +246,7 @@ def prepare_parallel(
         table,
         workers=workers,
         min_rows=min_rows,
+        part_rows=part_rows,
     )
     if len(results) == 1:
         return results[0]
