@@ -87,6 +87,8 @@ class SyncCounts:
 
     fetched: int = 0
     rejected: int = 0
+    rejected_new: int = 0
+    """Rejected rows not on record before this sync (the reject-ratio check counts these)."""
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0
@@ -108,6 +110,7 @@ class SyncCounts:
         for name in (
             "fetched",
             "rejected",
+            "rejected_new",
             "inserted",
             "updated",
             "unchanged",
@@ -509,11 +512,13 @@ def load_batch(
     pending = batch.tables.get("pending")
     fetched = int(batch.info.get("fetched", 0))
     n_rejected = rejects.num_rows
-    if fetched >= MIN_ROWS_FOR_RATIO and n_rejected > ent.reject_ratio_limit * fetched:
+    # Bad rows already on record (the ERP still holds them) do not count against this batch.
+    n_new = n_rejected - rt.state.known_failed_records(rejects) if n_rejected else 0
+    if fetched >= MIN_ROWS_FOR_RATIO and n_new > ent.reject_ratio_limit * fetched:
         rt.state.add_failed_records(rejects, run_id)
         raise RejectRatioExceeded(
-            f"entity '{entity}' {slice_key}: {n_rejected} of {fetched} rows rejected "
-            f"({n_rejected / fetched:.1%} > limit {ent.reject_ratio_limit:.1%}); nothing loaded. "
+            f"entity '{entity}' {slice_key}: {n_new} of {fetched} rows newly rejected "
+            f"({n_new / fetched:.1%} > limit {ent.reject_ratio_limit:.1%}); nothing loaded. "
             "See failed records for the reasons."
         )
     ops = upserts.column(OP) if upserts.num_rows else pa.array([], pa.string())
@@ -576,6 +581,7 @@ def load_batch(
     return SyncCounts(
         fetched=fetched,
         rejected=n_rejected,
+        rejected_new=n_new,
         inserted=inserted,
         updated=updated,
         unchanged=int(batch.info.get("unchanged", 0)),

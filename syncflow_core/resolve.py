@@ -60,6 +60,7 @@ __all__ = [
     "backoff_delay",
     "is_exhausted",
     "next_retry_at",
+    "retry_horizon",
     "parent_key_columns",
     "rows_from_json",
     "rows_to_json",
@@ -132,6 +133,14 @@ def backoff_delay(
     if seconds >= cap.total_seconds():
         return cap
     return timedelta(seconds=seconds)
+
+
+def retry_horizon() -> timedelta:
+    """How long a child may wait in all, at most: the sum of its backoff waits (~28 h 45).
+
+    A child still waiting after that was never retried (the retry sensor is off or failing).
+    """
+    return sum((backoff_delay(a) for a in range(MAX_ATTEMPTS)), timedelta())
 
 
 def next_retry_at(

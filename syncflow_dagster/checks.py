@@ -2,12 +2,15 @@
 
 - ``reject_ratio``: rejected / fetched of the latest run stays under ``reject_ratio_limit``.
 - ``unique_key_hash``: no ``_bridge_key_hash`` appears twice in the target table.
-- ``no_overdue_pending``: no child row waits in ``pending_children`` past its retry horizon.
+- ``no_overdue_pending``: no child row waits in ``pending_children`` longer than the whole
+  retry schedule (`syncflow_core.resolve.retry_horizon`): then the retry sensor is not running.
 """
 
 
+from datetime import UTC, datetime
 from typing import Any
 
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckExecutionContext,
     AssetCheckResult,
@@ -19,6 +22,7 @@ from dagster import (
 )
 
 from syncflow_core.config import EntityConfig, SyncFlowConfig
+from syncflow_core.resolve import retry_horizon
 from syncflow_dagster.ops import RESOURCE_KEY
 from syncflow_dagster.resources import SyncFlowResource
 from syncflow_dagster.translation import entity_asset
@@ -65,16 +69,21 @@ def build_entity_checks(
     req = {RESOURCE_KEY}
 
     @asset_check(asset=key, name="reject_ratio", required_resource_keys=req,
-                 description=f"Rejected share of the latest run <= {entity.reject_ratio_limit}.")
+                 description=("Newly rejected share of the latest run <= "
+                              f"{entity.reject_ratio_limit}."))
     def reject_ratio(context: AssetCheckExecutionContext) -> AssetCheckResult:
         meta = latest_run_metadata(context, key)
         if not meta:
             return _not_synced(key)
         fetched, rejected = int(meta.get("fetched", 0)), int(meta.get("rejected", 0))
-        ratio = rejected / fetched if fetched else 0.0
+        # Bad rows already on record come back every sync until fixed in the ERP; the ratio
+        # counts the new ones (the failed records keep the rest visible).
+        new = int(meta.get("rejected_new", rejected))
+        ratio = new / fetched if fetched else 0.0
         return AssetCheckResult(
             passed=ratio <= entity.reject_ratio_limit,
-            metadata={"fetched": fetched, "rejected": rejected, "ratio": ratio,
+            metadata={"fetched": fetched, "rejected": rejected, "rejected_new": new,
+                      "ratio": ratio,
                       "limit": entity.reject_ratio_limit, "run_id": meta["run_id"]},
         )
 
@@ -89,17 +98,24 @@ def build_entity_checks(
         return AssetCheckResult(passed=dupes == 0, metadata={"duplicate_key_hashes": dupes})
 
     @asset_check(asset=key, name="no_overdue_pending", required_resource_keys=req,
-                 description=f"No {name} row waits for its parent past its next retry time.")
+                 description=(f"No {name} row has waited for its parent longer than the whole "
+                              "retry schedule (it should have loaded or expired by then)."))
     def no_overdue_pending(context: AssetCheckExecutionContext) -> AssetCheckResult:
         resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
+        horizon = retry_horizon()
+        cutoff = datetime.now(UTC) - horizon
         with resource.runtime() as rt:
             counts = rt.state.pending_counts(name)
+            waiting = rt.state.due_pending(name, None)
+        seen = waiting.column("first_seen_at")
+        overdue = len(set(waiting.filter(pc.less(seen, cutoff)).column("key_hash").to_pylist()))
         return AssetCheckResult(
-            # Due rows should have been retried by the pending-retry sensor already.
-            passed=counts.due == 0,
+            passed=overdue == 0,
             severity=AssetCheckSeverity.WARN,
             metadata={
                 "waiting": counts.total,
+                "older_than_retry_horizon": overdue,
+                "retry_horizon_hours": round(horizon.total_seconds() / 3600, 2),
                 "past_retry_time": counts.due,
                 "max_attempts_used": counts.max_attempts,
                 **{f"waiting_on_{p}": n for p, n in sorted(counts.by_parent.items())},

@@ -36,8 +36,8 @@ RESOURCE_KEY = "syncflow"
 BATCH_IO_MANAGER_KEY = "syncflow_batches"
 ERP_POOL = "erp_source"
 """Concurrency pool of every op that reads the ERP (protects it from too many readers)."""
-COUNT_FIELDS = ("fetched", "rejected", "inserted", "updated", "unchanged", "deleted", "pending",
-                "resolved", "superseded", "parent_missing")
+COUNT_FIELDS = ("fetched", "rejected", "rejected_new", "inserted", "updated", "unchanged",
+                "deleted", "pending", "resolved", "superseded", "parent_missing")
 """SyncCounts fields recorded as materialization metadata (the UI plots them over time)."""
 STAGES = ("extract", "normalize", "identify", "delta", "resolve", "load")
 

@@ -406,6 +406,25 @@ class StateStore:
 
     # ------------------------------------------------------------------ failed records
 
+    def known_failed_records(self, rejects: pa.Table, conn: sa.Connection | None = None) -> int:
+        """How many of ``rejects`` are already recorded (the same bad row seen in an earlier run).
+
+        A bad row the ERP still holds comes back every sync (rowversion strategies re-read it
+        until it loads); the reject ratio of a batch counts only what is new.
+        """
+        if rejects.num_rows == 0:
+            return 0
+        cols = [rejects.column(n).to_pylist() for n in ("entity", "stage", "error_code", "raw_row")]
+        fps = [fingerprint(*vals) for vals in zip(*cols, strict=True)]
+        known: set[str] = set()
+        with self._tx(conn) as c:
+            for part in _chunks(sorted(set(fps)), _chunk_size(c)):
+                q = sa.select(failed_records.c.fingerprint).where(
+                    failed_records.c.fingerprint.in_(part)
+                )
+                known.update(c.execute(q).scalars())
+        return sum(1 for fp in fps if fp in known)
+
     def add_failed_records(
         self, rejects: pa.Table, run_id: str | None, conn: sa.Connection | None = None
     ) -> int:
