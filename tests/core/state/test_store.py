@@ -206,3 +206,16 @@ def test_pending_bulk_in_callers_transaction(store: StateStore) -> None:
     assert store.pending_counts("order_lines").total == 2000
     due = store.due_pending("order_lines", None, parent_key_hashes=[f"p{k}" for k in keys])
     assert due.num_rows == 2000
+
+
+def test_known_failed_records_counts_rows_already_on_record(store: StateStore) -> None:
+    old = _rejects([_reject({"price": "12,3x"}), _reject({"price": "n/a"})])
+    assert store.known_failed_records(old) == 0
+    store.add_failed_records(old, "run-1")
+    # The next sync sees both again plus one new bad row: only the new one is news.
+    again = _rejects([_reject({"price": "12,3x"}), _reject({"price": "n/a"}),
+                      _reject({"price": "1.2.3"})])
+    assert store.known_failed_records(again) == 2
+    # Same raw row failing another way is a different record.
+    other = _rejects([_reject({"price": "12,3x"}, code="other")])
+    assert store.known_failed_records(other) == 0
