@@ -47,6 +47,16 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from syncflow_core.config import IDENTIFIER
 from syncflow_core.errors import ConfigError, TargetSchemaError
+from syncflow_core.identity import (
+    BATCH_ID,
+    BRIDGE_COLUMNS,
+    DATA_HASH,
+    DELETED_AT,
+    KEY_HASH,
+    REF,
+    ROWVERSION,
+    SYNCED_AT,
+)
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
 from syncflow_core.targets.ddl import ColumnType, from_arrow, from_declared, from_pg_catalog, holds
@@ -67,14 +77,6 @@ __all__ = [
     "WriteCounts",
 ]
 
-KEY_HASH = "_bridge_key_hash"
-DATA_HASH = "_bridge_data_hash"
-ROWVERSION = "_bridge_rowversion"
-REF = "_bridge_ref"
-BATCH_ID = "_bridge_batch_id"
-SYNCED_AT = "_bridge_synced_at"
-DELETED_AT = "_bridge_deleted_at"
-BRIDGE_COLUMNS = (KEY_HASH, DATA_HASH, ROWVERSION, REF, BATCH_ID, SYNCED_AT, DELETED_AT)
 IDENTITY_COLUMNS = (KEY_HASH, DATA_HASH, ROWVERSION, DELETED_AT)
 # Set by `write` itself, never taken from the caller's table.
 _WRITE_SET = (BATCH_ID, SYNCED_AT, DELETED_AT)
