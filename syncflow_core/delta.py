@@ -87,6 +87,7 @@ class _Words:
 
     def __init__(self, views: list[np.ndarray]) -> None:
         self.views = views
+        self.starts = np.cumsum([0] + [len(v) for v in views])[:-1]
         self.n = sum(len(v) for v in views)
 
     def word(self, w: int) -> np.ndarray:
@@ -96,6 +97,18 @@ class _Words:
         if not self.views:
             return np.zeros(0, np.uint64)
         return np.concatenate([v[:, w] for v in self.views])
+
+    def rows(self, idx: np.ndarray) -> np.ndarray:
+        """The (len(idx), 4) words of rows ``idx``: one 32-byte line per row, chunk-aware."""
+        # np.take(axis=0) copies whole rows; fancy indexing a 2-D array is ~4x slower.
+        if len(self.views) == 1:
+            return np.take(self.views[0], idx, axis=0)
+        out = np.empty((len(idx), 4), np.uint64)
+        chunk = np.searchsorted(self.starts, idx, side="right") - 1
+        for c in np.unique(chunk):
+            sel = chunk == c
+            out[sel] = np.take(self.views[c], idx[sel] - self.starts[c], axis=0)
+        return out
 
     def filter(self, keep: np.ndarray) -> _Words:
         """The rows where ``keep`` is true."""
@@ -139,11 +152,20 @@ def _key_words(hexes: pa.ChunkedArray | pa.Array, what: str) -> _Words:
 
 
 def _same(a: _Words, ai: np.ndarray, b: _Words, bi: np.ndarray) -> np.ndarray:
-    """Per pair (ai[k], bi[k]): are the two hashes equal? Word by word, 8 bytes a row."""
-    eq = np.ones(len(ai), bool)
-    for w in range(4):
-        eq &= a.word(w)[ai] == b.word(w)[bi]
-    return eq
+    """Per pair (ai[k], bi[k]): are the two hashes equal?
+
+    ``a`` (the incoming side, in parts) is read chunk by chunk in row order, ``b`` gathered
+    with ``np.take``: a few MB of temporaries, never a (pairs, 4) copy of either side.
+    """
+    partner = np.full(a.n, -1, np.int64)
+    partner[ai] = bi
+    eq = np.ones(a.n, bool)
+    for view, start in zip(a.views, a.starts, strict=True):
+        part = partner[start: start + len(view)]
+        has = part >= 0
+        eq[start: start + len(view)][has] = (view[has] == b.rows(part[has])).all(axis=1)
+    out: np.ndarray = eq[ai]
+    return out
 
 
 # Odd multiplier (golden ratio): mixes two 8-char words into one 64-bit join key.
@@ -159,24 +181,43 @@ def _join_key(words: _Words) -> np.ndarray:
     return key
 
 
+class _SortedKeys:
+    """Join keys in ascending order with their row positions (one argsort, reused by the
+    uniqueness test and the join)."""
+
+    def __init__(self, keys: np.ndarray) -> None:
+        self.order = np.argsort(keys)
+        self.keys = keys[self.order]
+
+    def unique(self) -> bool:
+        """No key occurs twice."""
+        return not bool((self.keys[1:] == self.keys[:-1]).any())
+
+
 def _join_indices(
-    iw: _Words, sw: _Words, ik: np.ndarray
+    iw: _Words, sw: _Words, ik: _SortedKeys
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """(incoming idx, stored idx) of matches and stored-only idx, or None if the key lied.
 
-    ``ik`` (the incoming join keys) must be unique: each stored row is looked up in a hash
-    table of them (``index_in``: one small table, no join output), so a stored row matches at
-    most one incoming row and the result cannot blow up, whatever the stored side holds.
+    The incoming join keys must be unique. Sort-merge: the stored keys, sorted too, are
+    binary-searched in the sorted incoming keys (sorted needles: cache-friendly); a stored
+    row matches at most one incoming row, so the result cannot blow up whatever the stored
+    side holds, and nothing bigger than a few (rows,) integer arrays is ever built.
     """
-    pos = pc.index_in(pa.array(_join_key(sw)), value_set=pa.array(ik))
-    found = np.asarray(pc.is_valid(pos).to_numpy(zero_copy_only=False), dtype=bool)
-    ms = np.flatnonzero(found)
-    mi = pos.filter(pc.is_valid(pos)).to_numpy().astype(np.int64)
-    if len(mi) and np.bincount(mi, minlength=len(ik)).max() > 1:
+    n = len(ik.keys)
+    sk = _SortedKeys(_join_key(sw))
+    if n == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.arange(len(sk.keys))
+    pos = np.searchsorted(ik.keys, sk.keys)
+    np.minimum(pos, n - 1, out=pos)
+    hit = ik.keys[pos] == sk.keys
+    if bool((sk.keys[1:] == sk.keys[:-1])[hit[1:]].any()):
         return None  # a stored key (or join key) repeats: the full-key join reports it
+    mi = ik.order[pos[hit]]
+    ms = sk.order[hit]
     if not _same(iw, mi, sw, ms).all():
         return None  # equal join keys, different hashes: let the full-key join sort it out
-    return mi, ms, np.flatnonzero(~found)
+    return mi, ms, np.sort(sk.order[~hit])
 
 
 def _join_strings(
@@ -195,18 +236,16 @@ def _join_strings(
 
 
 def _dedupe(
-    incoming: pa.Table, ik: np.ndarray, rowversion_field: str | None
+    incoming: pa.Table, ik: np.ndarray, ordered: _SortedKeys, rowversion_field: str | None
 ) -> tuple[np.ndarray, pa.Table, int, bool]:
     """Keep-mask over incoming rows, duplicate-key reject specs, the superseded count and
     whether the join keys were unique to begin with."""
     n = incoming.num_rows
     keep = np.ones(n, bool)
-    # A sorted copy of the 8-byte keys is the leanest uniqueness test (a hash set of 1M keys
-    # costs several times the memory and about the same time).
-    ordered = np.sort(ik)
-    if n < 2 or not (ordered[1:] == ordered[:-1]).any():
+    # The sorted keys are the leanest uniqueness test (a hash set of 1M keys costs several
+    # times the memory and about the same time).
+    if n < 2 or ordered.unique():
         return keep, empty_reject_specs(), 0, True
-    del ordered
     counts = pc.value_counts(pa.array(ik))
     repeated = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
     cand = np.nonzero(pc.is_in(pa.array(ik), value_set=repeated).to_numpy(zero_copy_only=False))[0]
@@ -286,16 +325,18 @@ def classify(
 
     iw_all = _key_words(incoming.column(KEY_HASH), "incoming")
     ik_all = _join_key(iw_all)
-    keep, rejects, superseded, unique = _dedupe(incoming, ik_all, rowversion_field)
+    ordered = _SortedKeys(ik_all)
+    keep, rejects, superseded, unique = _dedupe(incoming, ik_all, ordered, rowversion_field)
     if unique:
-        rows, iw, ik = incoming, iw_all, ik_all
+        rows, iw = incoming, iw_all
     else:
-        rows, iw, ik = incoming.filter(pa.array(keep)), iw_all.filter(keep), ik_all[keep]
+        rows, iw = incoming.filter(pa.array(keep)), iw_all.filter(keep)
         # Full keys are unique now; distinct hashes sharing a join key are all but impossible.
-        unique = pc.count_distinct(pa.array(ik)).as_py() == len(ik)
+        ordered = _SortedKeys(ik_all[keep])
+        unique = ordered.unique()
 
     sw = _key_words(stored.column(KEY_HASH), "stored")
-    joined = _join_indices(iw, sw, ik) if unique else None
+    joined = _join_indices(iw, sw, ordered) if unique else None
     if joined is None:
         joined = _join_strings(
             rows.column(KEY_HASH).combine_chunks().cast(pa.string()),
