@@ -244,6 +244,7 @@ def main() -> None:
     _reset_peak()
 
     best: dict[str, float] | None = None
+    counts = ""
     for _ in range(args.repeat):
         times: dict[str, float] = {}
         t = time.perf_counter()
@@ -256,7 +257,10 @@ def main() -> None:
         times["total"] = sum(times.values())
         if best is None or times["total"] < best["total"]:
             best = times
-        del prepared
+        counts = (f"inserts: {delta.inserts.num_rows:,}, updates: {delta.updates.num_rows:,}, "
+                  f"unchanged: {delta.unchanged:,}, deletes: {len(delta.deletes):,}, "
+                  f"duplicate rejects: {delta.rejects.num_rows:,}")
+        del prepared, delta  # a sync holds one batch at a time, not the previous one's delta
     assert best is not None
     from syncflow_core import parallel
 
@@ -268,9 +272,7 @@ def main() -> None:
     for stage, secs in best.items():
         print(f"  {stage:32s} {secs:7.3f} s")
     print(f"core throughput: {args.rows / best['total']:,.0f} rows/s")
-    print(f"inserts: {delta.inserts.num_rows:,}, updates: {delta.updates.num_rows:,}, "
-          f"unchanged: {delta.unchanged:,}, deletes: {len(delta.deletes):,}, "
-          f"duplicate rejects: {delta.rejects.num_rows:,}")
+    print(counts)
     print(f"peak RSS during the timed runs: main {main_mb:,.0f} MB, workers "
           f"{', '.join(f'{m:,.0f}' for m in worker_mb)} MB, sum {main_mb + sum(worker_mb):,.0f} MB")
     if args.breakdown:

@@ -213,6 +213,10 @@ def _run_on_file(fn: Callable[[pa.Table], R], path: str, out_prefix: str) -> byt
     result = fn(_read_ipc(path))
     buf = io.BytesIO()
     _SpillingPickler(buf, out_prefix).dump(result)
+    del result
+    # The part's intermediates are garbage now; Arrow's allocator (mimalloc) would keep their
+    # pages and the worker's resident set would ratchet up part after part.
+    pa.default_memory_pool().release_unused()
     return buf.getvalue()
 
 
