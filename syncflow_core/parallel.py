@@ -52,7 +52,7 @@ R = TypeVar("R")
 DEFAULT_MIN_ROWS = 50_000
 """Below this many rows a table is processed inline: starting work elsewhere costs more."""
 
-DEFAULT_PART_ROWS = 65_536
+DEFAULT_PART_ROWS = 49_152
 """Rows per part handed to a worker (a table is cut into at least one part per worker)."""
 
 _SHM_DIR = "/dev/shm"
