@@ -45,7 +45,7 @@ def latest_run_metadata(context: AssetCheckExecutionContext, key: AssetKey) -> d
         mat = rec.asset_materialization
         if mat is None:
             continue
-        for name in ("fetched", "rejected"):
+        for name in ("fetched", "rejected", "rejected_new"):
             mv = mat.metadata.get(name)
             if mv is not None:
                 total[name] = total.get(name, 0) + int(mv.value)
