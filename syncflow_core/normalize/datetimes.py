@@ -196,6 +196,9 @@ def _fixed_width_dates(values: pa.Array, opts: FieldOptions
     parsed = np.zeros(n, np.bool_)
     null = np.zeros(n, np.bool_)
     lengths = rb.lengths
+    if values.null_count:
+        # A null slot may still hold bytes (kernels are free to leave them): never parse it.
+        lengths = np.where(bool_mask(pc.is_valid(values)), lengths, 0)
     for width in (10, 8):
         if width == 8 and opts.epoch_unit is not None:
             continue  # every digit string is an epoch then

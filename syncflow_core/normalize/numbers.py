@@ -133,7 +133,11 @@ def _simple_values(values: pa.Array, dec: str, scale: int, precision: int | None
     out = np.zeros(n, np.int64)
     ok = np.zeros(n, np.bool_)
     lengths = rb.lengths
-    pos = np.flatnonzero((lengths > 0) & (lengths <= _MAX_WIDTH))  # nulls have length 0
+    # A null slot may still hold bytes (kernels are free to leave them): mask by validity.
+    candidate = (lengths > 0) & (lengths <= _MAX_WIDTH)
+    if values.null_count:
+        candidate &= bool_mask(pc.is_valid(values))
+    pos = np.flatnonzero(candidate)
     if not len(pos):
         return out, ok
     length = lengths[pos].astype(np.int8)

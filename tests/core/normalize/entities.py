@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyarrow as pa
+
 from syncflow_core.config import EntityConfig, FieldMapping, FieldOptions
 
 
@@ -18,3 +20,12 @@ def entity(fields: dict[str, dict[str, Any]] | None = None,
         field_mappings=tuple(FieldMapping(**m) for m in (mappings or [])),
         **kw,
     )
+
+
+def junk_under_nulls(values: list[str | None], junk: str = "0") -> pa.Array:
+    """A string array whose null slots still hold bytes (Arrow allows it; kernels make them)."""
+    filled = pa.array([junk if v is None else v for v in values], pa.string())
+    validity = pa.array([v is not None for v in values]).buffers()[1]
+    return pa.Array.from_buffers(pa.string(), len(values),
+                                 [validity, *filled.buffers()[1:]],
+                                 null_count=sum(v is None for v in values))

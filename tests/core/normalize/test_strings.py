@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from syncflow_core.normalize import clean_strings
 from syncflow_core.normalize.strings import MOJIBAKE_PATTERN, clean_text_values
 from syncflow_core.rejects import ROW_ID
-from tests.core.normalize.entities import entity
+from tests.core.normalize.entities import entity, junk_under_nulls
 
 
 def _clean(values: list[str | None], **kw: object) -> list[str | None]:
@@ -88,3 +88,6 @@ def test_byte_scan_shortcut_agrees_with_the_full_cleaning(values: list[str | Non
     # as the full regex / NFC / ftfy path would make them.
     full = clean_text_values(pa.array(values, pa.string())).to_pylist()
     assert _clean(values) == [None if v == "" else v for v in full]
+    # Null slots that still hold (padded, special) bytes stay null.
+    junk = clean_strings(pa.table({"s": junk_under_nulls(values, " \x00é ")}), entity())
+    assert junk.table.column("s").to_pylist() == [None if v == "" else v for v in full]
