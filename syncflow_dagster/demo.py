@@ -231,7 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run the demo; return the process exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--dir", default="var", help="folder for ERP, target and DAGSTER_HOME")
-    parser.add_argument("--scale", type=float, default=0.2, help="demo ERP size (1.0 = 150k lines)")
+    parser.add_argument("--scale", type=float, default=1.0,
+                        help="demo ERP size (1.0 = ~200k rows, 150k of them order lines)")
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="dagster")  # beta/deprecation notes, not news
