@@ -177,6 +177,9 @@ def _run_on_ipc(fn: Callable[[pa.Table], R], payload: pa.Buffer) -> R:
 
 
 def _write_ipc(table: pa.Table, path: str) -> None:
+    # Created owner-only and exclusively first: /dev/shm is shared by every user of the
+    # machine (rows are business data) and a planted file or symlink must not be written.
+    os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     with pa.OSFile(path, "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
 

@@ -72,3 +72,33 @@ def test_prepare_parallel_equals_the_serial_path(workers: int) -> None:
     # Rejects name raw positions: row n // 3 has the null key, rows 5 and n - 2 bad numbers.
     assert (1000, "identity", "null_business_key") in have
     assert {5, 2998} <= {r for r, _, _ in have}
+
+
+def _echo(part: pa.Table) -> tuple[pa.Table, int]:
+    return part, part.num_rows
+
+
+def _fail_on_second_part(part: pa.Table) -> int:
+    if part.column("x")[0].as_py() > 0:
+        raise ValueError("bad part")
+    return part.num_rows
+
+
+def _leftovers() -> list[str]:
+    return [f for f in os.listdir("/dev/shm") if f.startswith(f"syncflow-{os.getpid()}-")] \
+        if os.path.isdir("/dev/shm") else []
+
+
+def test_big_results_come_back_whole_in_order_and_leave_no_files() -> None:
+    t = pa.table({"x": list(range(300_000)), "s": [f"value {i}" for i in range(300_000)]})
+    out = map_tables(_echo, t, workers=2, min_rows=10, part_rows=50_000)
+    assert [n for _, n in out] == [50_000] * 6
+    assert pa.concat_tables([p for p, _ in out]).equals(t)
+    assert _leftovers() == []
+
+
+def test_a_failing_part_raises_and_leaves_no_files() -> None:
+    t = pa.table({"x": list(range(1000))})
+    with pytest.raises(ValueError, match="bad part"):
+        map_tables(_fail_on_second_part, t, workers=2, min_rows=10, part_rows=100)
+    assert _leftovers() == []
