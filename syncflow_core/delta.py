@@ -21,14 +21,17 @@ Duplicates: incoming rows sharing a key hash are all rejected (stage ``delta``, 
 ``duplicate_key``) unless a row-version field exists and exactly one of them has the strictly
 highest row version: that row goes on, the others are counted as ``superseded``.
 
-The join: the 32 hex bytes of each key hash are viewed (zero-copy, nothing decoded) as four
-uint64 words; two words mixed into one uint64 are the join key of an Acero full outer join
-that carries only row indices; matched pairs are then verified on all four words. Data hashes
+The join: the 32 hex bytes of each key hash are viewed (zero-copy, per chunk, nothing decoded)
+as four uint64 words; two words mixed into one uint64 are the join key. Both sides' join keys
+are argsorted (the incoming sort doubles as the duplicate test) and the sorted stored keys are
+binary-searched in the sorted incoming ones; matched pairs are then verified on all four words,
+reading the incoming parts in row order and gathering stored rows with ``np.take``. Data hashes
 are compared the same way. Repeated join keys on either side (astronomically unlikely for real
 hashes, but a target could hold anything) or a failed verification fall back to joining the
-full hex strings. Measured on 1M x 1M (2 cores): string-key join ~0.25-0.39 s, uint64
-prefix join ~0.18 s + 2 x 0.05 s parsing, ``pc.index_in`` on strings ~0.42 s, on
-fixed_size_binary(16) ~0.35 s, numpy argsort/searchsorted ~0.33 s.
+full hex strings. Nothing bigger than a few (rows,) integer arrays is built: no combined copy
+of a hash column, no join output table. Measured on 1M x 1M (2 cores, loaded): classify
+~0.33 s; the previous Acero full outer join on the same keys took ~0.5-0.75 s and ~200 MB
+more peak memory.
 """
 
 from __future__ import annotations
