@@ -32,7 +32,6 @@ from syncflow_core.config import EntityConfig, check_source_columns
 from syncflow_core.delta import classify, empty_stored
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
-    BRIDGE_COLUMNS,
     KEY_HASH,
     REF,
     ROWVERSION,
@@ -50,7 +49,6 @@ from syncflow_core.normalize import (
 from syncflow_core.parallel import map_tables
 from syncflow_core.rejects import (
     REJECT_SCHEMA,
-    ROW_ID,
     empty_reject_specs,
     materialize_rejects,
     with_row_ids,
@@ -197,10 +195,6 @@ def _normalize_key(
 def _concat(tables: Sequence[pa.Table]) -> pa.Table:
     tables = [t for t in tables if t is not None]
     return pa.concat_tables(tables, promote_options="permissive")
-
-
-def _empty_rejects() -> pa.Table:
-    return REJECT_SCHEMA.empty_table()
 
 
 # ---------------------------------------------------------------------------------- stages
@@ -723,11 +717,3 @@ def _parent_missing_rejects(entity: str, gone: pa.Table) -> pa.Table:
         ],
         schema=REJECT_SCHEMA,
     )
-
-
-def bridge_columns() -> tuple[str, ...]:
-    """The tracking columns every target table carries."""
-    return tuple(BRIDGE_COLUMNS)
-
-
-_ = (ROW_ID, _empty_rejects)
