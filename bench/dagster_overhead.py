@@ -61,11 +61,16 @@ def main() -> None:
             t0 = time.perf_counter()
             result = job.execute_in_process(instance=instance, partition_key="slice-01")
             t_dagster = time.perf_counter() - t0
+            steps = [(s.step_key, (s.end_time or 0) - (s.start_time or 0))
+                     for s in instance.get_run_step_stats(result.run_id)]
         assert result.success
         shutdown_pool()
     print(f"{n:,} rows, one slice, PostgreSQL -> PostgreSQL")
     print(f"sync_slice directly   {t_direct:7.2f} s  ({direct.inserted:,} inserted)")
     print(f"through Dagster       {t_dagster:7.2f} s")
+    stages = {k: v for k, v in direct.durations.items()}
+    print("  direct stages:  " + " ".join(f"{k}={v:.2f}" for k, v in stages.items()))
+    print("  dagster steps:  " + " ".join(f"{k.split('__')[-1]}={v:.2f}" for k, v in steps))
     share = (t_dagster - t_direct) / t_dagster
     print(f"Dagster overhead      {t_dagster - t_direct:7.2f} s = {share:.1%} of the Dagster wall "
           "time (target <= 20 %)")
