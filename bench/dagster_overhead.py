@@ -54,12 +54,14 @@ def main() -> None:
                            "SYNCFLOW_BATCH_DIR": str(Path(tmp) / "batches")})
         from syncflow_core.config import load_config
         from syncflow_dagster.definitions import build_definitions
+        from syncflow_dagster.io_manager import wait_for_writes
 
         defs = build_definitions(load_config(path), str(path))
         job = defs.resolve_job_def("order_lines_sync")
         with instance_for_test(temp_dir=tmp) as instance:
             t0 = time.perf_counter()
             result = job.execute_in_process(instance=instance, partition_key="slice-01")
+            wait_for_writes()  # stage outputs written in the background count too
             t_dagster = time.perf_counter() - t0
             steps = [(s.step_key, (s.end_time or 0) - (s.start_time or 0))
                      for s in instance.get_run_step_stats(result.run_id)]

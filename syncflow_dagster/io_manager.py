@@ -13,9 +13,12 @@ another pod.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+import threading
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Literal
 
 import pyarrow as pa
@@ -25,7 +28,14 @@ from upath import UPath
 
 from syncflow_core.batch import Batch
 
-__all__ = ["BatchIOManager", "read_batch", "read_slices", "write_batch", "write_slices"]
+__all__ = [
+    "BatchIOManager",
+    "read_batch",
+    "read_slices",
+    "wait_for_writes",
+    "write_batch",
+    "write_slices",
+]
 
 _SAFE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _MANIFEST = "syncflow_batches.json"
@@ -116,17 +126,24 @@ class BatchIOManager(ConfigurableIOManager):
         return folder
 
     def handle_output(self, context: OutputContext, obj: Any) -> None:
-        """Write ``obj`` under run/step/output."""
+        """Write ``obj`` under run/step/output.
+
+        The write runs on a background thread (Arrow's IPC writer releases the GIL) while the
+        next op already works on the same object, handed over in memory: the runs execute in
+        process, so the downstream op of this chain is in this process. The file is what a
+        re-execution from failure reads; `load_input` waits for it when it must read it.
+        """
         base = self._base(context.step_context.instance.storage_directory())
         folder = self._folder(base, context.get_identifier())
         if isinstance(obj, Batch):
-            write_batch(obj, folder, self.compression)
+            write = functools.partial(write_batch, obj, folder, self.compression)
         elif isinstance(obj, Mapping) and all(isinstance(b, Batch) for b in obj.values()):
-            write_slices(obj, folder, self.compression)
+            write = functools.partial(write_slices, obj, folder, self.compression)
         else:
             raise TypeError(
                 f"BatchIOManager stores Batch or {{slice: Batch}} outputs, got {type(obj).__name__}"
             )
+        _handoff.put(str(folder), obj, _writer.submit(write))
         rows = sum(
             t.num_rows
             for b in ([obj] if isinstance(obj, Batch) else obj.values())
@@ -141,6 +158,57 @@ class BatchIOManager(ConfigurableIOManager):
         if upstream is None:
             raise TypeError(f"input {context.name!r} has no upstream output to load")
         folder = self._folder(base, upstream.get_identifier())
+        held: Batch | dict[str, Batch] | None = _handoff.take(str(folder))
+        if held is not None:
+            return held
+        _handoff.wait_written(str(folder))
         if (folder / _MANIFEST).exists():
             return read_slices(folder)
         return read_batch(folder)
+
+
+class _Handoff:
+    """Outputs written this process, kept until their consumer takes them (once).
+
+    Every output of the stage chain has exactly one consumer, so taking removes it and memory
+    holds at most the outputs between two ops. A write that failed surfaces in the consumer.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[Any, Future[None]]] = {}
+        self._writes: dict[str, Future[None]] = {}
+
+    def put(self, key: str, obj: Any, written: Future[None]) -> None:
+        with self._lock:
+            self._held[key] = (obj, written)
+            self._writes[key] = written
+
+    def take(self, key: str) -> Any:
+        with self._lock:
+            item = self._held.pop(key, None)
+        if item is None:
+            return None
+        obj, written = item
+        if written.done():
+            written.result()  # a failed write fails the consumer loudly
+            with self._lock:
+                self._writes.pop(key, None)
+        return obj
+
+    def wait_written(self, key: str) -> None:
+        with self._lock:
+            written = self._writes.pop(key, None)
+        if written is not None:
+            written.result()
+
+
+def wait_for_writes() -> None:
+    """Block until every output handed to the background writer is on disk."""
+    _writer.submit(lambda: None).result()
+
+
+_handoff = _Handoff()
+# One writer thread: outputs are written in order, and the process waits for pending writes
+# at exit (non-daemon), so a finished run leaves every output on disk for re-execution.
+_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncflow-batch-writer")

@@ -12,7 +12,12 @@ from dagster import In, Out, instance_for_test, job, op
 from upath import UPath
 
 from syncflow_core.batch import Batch
-from syncflow_dagster.io_manager import BatchIOManager, read_slices, write_slices
+from syncflow_dagster.io_manager import (
+    BatchIOManager,
+    read_slices,
+    wait_for_writes,
+    write_slices,
+)
 
 pytestmark = pytest.mark.dagster
 
@@ -88,6 +93,7 @@ def test_io_manager_carries_batches_between_ops_of_a_real_run(tmp_path: Path) ->
     with instance_for_test() as instance:
         result = pipe.execute_in_process(instance=instance)
         assert result.success
+        wait_for_writes()  # outputs are written in the background
         run_dir = tmp_path / "store" / result.run_id
         # One folder per step output, keyed by run id / step / output.
         assert (run_dir / "produce" / "result" / "slice-01" / "rows.arrow").exists()
@@ -104,5 +110,39 @@ def test_io_manager_defaults_under_the_instance_storage(tmp_path: Path) -> None:
     with instance_for_test(temp_dir=str(tmp_path)) as instance:
         result = pipe.execute_in_process(instance=instance)
         assert result.success
+        wait_for_writes()
         base = Path(instance.storage_directory()) / "syncflow_batches" / result.run_id
         assert (base / "produce" / "result" / "slice-01" / "rows.arrow").exists()
+
+
+_handed: list[int] = []
+
+
+@op(out=Out(io_manager_key="batches"))
+def produce_tracked() -> dict[str, Batch]:
+    out = {"slice-01": _big_batch(200_000)}
+    _handed.append(id(out["slice-01"].table("rows")))
+    return out
+
+
+@op(ins={"batches": In()}, out=Out(io_manager_key="batches"))
+def consume_tracked(batches: dict[str, Batch]) -> dict[str, Batch]:
+    _handed.append(id(batches["slice-01"].table("rows")))
+    return batches
+
+
+def test_next_op_gets_the_output_in_memory_while_it_is_written(tmp_path: Path) -> None:
+    @job(resource_defs={"batches": BatchIOManager(base_dir=str(tmp_path / "store"))})
+    def pipe() -> None:
+        consume_tracked(produce_tracked())
+
+    _handed.clear()
+    with instance_for_test() as instance:
+        result = pipe.execute_in_process(instance=instance)
+    assert result.success
+    # The consumer works on the very table the producer returned: no read back from disk ...
+    assert _handed[0] == _handed[1]
+    # ... and the file a re-execution would read is complete once the writer is done.
+    wait_for_writes()
+    back = read_slices(UPath(tmp_path / "store" / result.run_id / "produce_tracked" / "result"))
+    assert back["slice-01"].table("rows").num_rows == 200_000
