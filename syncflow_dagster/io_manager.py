@@ -13,8 +13,10 @@ another pod.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
 import re
 import threading
 from collections.abc import Mapping, Sequence
@@ -211,4 +213,13 @@ def wait_for_writes() -> None:
 _handoff = _Handoff()
 # One writer thread: outputs are written in order, and the process waits for pending writes
 # at exit (non-daemon), so a finished run leaves every output on disk for re-execution.
-_writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="syncflow-batch-writer")
+def _lower_priority() -> None:
+    # Linux gives each thread its own nice value: the writer yields the CPU to the op that is
+    # working, and catches up in its idle moments (waiting on the database).
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+_writer = ThreadPoolExecutor(
+    max_workers=1, thread_name_prefix="syncflow-batch-writer", initializer=_lower_priority
+)
