@@ -496,7 +496,8 @@ def check_source_columns(
                 f"{f}: entity '{entity.name}': business_key_fields: field {fld!r} "
                 "is not a source column"
             )
-    if entity.rowversion_field and entity.rowversion_field not in cols:
+    rv = entity.rowversion_field
+    if rv and rv not in cols and rv not in mapped_out:
         raise ConfigError(
             f"{f}: entity '{entity.name}': rowversion_field: field "
             f"{entity.rowversion_field!r} is not a source column"

@@ -218,7 +218,7 @@ def extract(
     stop = _timed(durations, "extract")
     source = rt.source(entity)
     source_types = source.columns(ent.source)
-    check_source_columns(rt.config, ent, _source_columns_after_mapping(ent, list(source_types)))
+    check_source_columns(rt.config, ent, list(source_types))
     bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
     cursor = rt.state.get_cursor(entity, slice_key)
     start = bounds.lo
@@ -302,15 +302,6 @@ def _unify_chunks(chunks: list[pa.Table]) -> pa.Table:
             fixed.append(chunk)
         chunks = fixed
     return pa.concat_tables(chunks, promote_options="permissive")
-
-
-def _source_columns_after_mapping(ent: EntityConfig, columns: list[str]) -> list[str]:
-    """Source columns plus the names renames give them (config may name either)."""
-    names = list(columns)
-    for m in ent.field_mappings:
-        if m.op == "rename" and m.to:
-            names.append(m.to)
-    return names
 
 
 def normalize_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:

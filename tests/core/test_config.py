@@ -137,3 +137,34 @@ def test_locale_implies_decimal_separator() -> None:
     assert orders.field_options("TOTAL").effective_decimal_separator() == ","
     assert orders.field_options("QTY").effective_decimal_separator() == "."
     assert orders.field_options("OTHER").empty_is_null is True
+
+
+def test_source_column_check_knows_source_names_from_output_names() -> None:
+    cfg = parse_config(
+        _doc(
+            business_key_fields=["order_no"],
+            rowversion_field="rowver",
+            delta_strategy="rowversion",
+            field_mappings=[
+                {"op": "rename", "field": "ORDER_NO", "to": "order_no"},
+                {"op": "rename", "field": "ROWVER", "to": "rowver"},
+            ],
+            fields={"ORDER_NO": {"type": "VARCHAR2(12)"}},
+        )
+    )
+    orders = cfg.entity("orders")
+    # Keys and the rowversion field are output names: a rename makes them.
+    check_source_columns(cfg, orders, ["ORDER_NO", "ROWVER"])
+    # `fields:` options are keyed by source columns: an output name there is refused.
+    bad = cfg.model_copy(
+        update={
+            "entities": {
+                **cfg.entities,
+                "orders": orders.model_copy(
+                    update={"fields": {"order_no": orders.fields["ORDER_NO"]}}
+                ),
+            }
+        }
+    )
+    with pytest.raises(ConfigError, match="fields: field 'order_no' is not a source column"):
+        check_source_columns(bad, bad.entity("orders"), ["ORDER_NO", "ROWVER"])
