@@ -148,9 +148,10 @@ def run_parent_sensors(
             continue
         sensor_name = f"{name}_parent_arrival"
         sensor = defs.resolve_sensor_def(sensor_name)
-        ctx = build_sensor_context(instance=instance, cursor=cursors.get(sensor_name),
-                                   definitions=defs, resources={"syncflow": SyncFlowResource()})
-        tick = sensor.evaluate_tick(ctx)
+        with build_sensor_context(instance=instance, cursor=cursors.get(sensor_name),
+                                  definitions=defs,
+                                  resources={"syncflow": SyncFlowResource()}) as ctx:
+            tick = sensor.evaluate_tick(ctx)
         cursors[sensor_name] = tick.cursor
         job_def = defs.resolve_job_def(resolution_job_name(ent))
         for req in tick.run_requests or []:

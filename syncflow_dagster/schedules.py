@@ -10,7 +10,7 @@ daemon changes nothing, and run keys make a repeated tick launch nothing twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime
 
 from dagster import (
@@ -142,7 +142,10 @@ def _night_ticks(
         )
 
 
-def _tick_fn(entity: EntityConfig):  # type: ignore[no-untyped-def]
+TickFn = Callable[[ScheduleEvaluationContext, SyncFlowResource], Iterator[RunRequest | SkipReason]]
+
+
+def _tick_fn(entity: EntityConfig) -> TickFn:
     # A closure per entity: Dagster reads every parameter but the context as a resource.
     def fn(
         context: ScheduleEvaluationContext, syncflow: SyncFlowResource

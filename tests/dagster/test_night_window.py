@@ -52,13 +52,14 @@ def night_defs(demo_env: DemoEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 def _tick(defs: Definitions, instance: DagsterInstance, at: datetime) -> Any:
     sched = defs.resolve_schedule_def(f"{ENTITY}_night_window")
-    ctx = build_schedule_context(
+    # As a context manager: it sets (and must reset) Dagster's process-wide load state.
+    with build_schedule_context(
         instance=instance,
         scheduled_execution_time=at,
         resources={"syncflow": SyncFlowResource()},
         repository_def=defs.get_repository_def(),
-    )
-    return sched.evaluate_tick(ctx)
+    ) as ctx:
+        return sched.evaluate_tick(ctx)
 
 
 def _run(

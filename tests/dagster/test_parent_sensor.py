@@ -37,13 +37,14 @@ def _materialize(defs: Definitions, instance: DagsterInstance, entity: str, n: i
 
 def _tick(defs: Definitions, instance: DagsterInstance, cursor: str | None) -> object:
     sensor = defs.resolve_sensor_def("order_lines_parent_arrival")
-    ctx = build_sensor_context(
+    # As a context manager: it sets (and must reset) Dagster's process-wide load state.
+    with build_sensor_context(
         instance=instance,
         cursor=cursor,
         definitions=defs,
         resources={"syncflow": SyncFlowResource()},
-    )
-    return sensor.evaluate_tick(ctx)
+    ) as ctx:
+        return sensor.evaluate_tick(ctx)
 
 
 def _line_keys(demo: DemoEnv) -> list[tuple[str, int]]:
