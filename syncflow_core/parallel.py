@@ -27,6 +27,8 @@ import itertools
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from functools import partial
@@ -45,6 +47,7 @@ __all__ = [
     "prepare_parallel",
     "shutdown_pool",
     "split_rows",
+    "start_pool",
 ]
 
 R = TypeVar("R")
@@ -59,6 +62,7 @@ _SHM_DIR = "/dev/shm"
 # Tables smaller than this travel pickled: a file costs more than copying a few KB.
 _SPILL_MIN_BYTES = 1 << 20
 _counter = itertools.count()
+_PARENT_POLL_SECONDS = 1.0
 
 _pool: ProcessPoolExecutor | None = None
 _pool_workers = 0
@@ -71,9 +75,46 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
     if _pool is None or _pool_pid != os.getpid() or _pool_workers != workers:
         if _pool is not None and _pool_pid == os.getpid():
             _pool.shutdown(wait=True)
-        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+        _pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_watch_parent,
+            initargs=(os.getpid(),),
+        )
         _pool_workers, _pool_pid = workers, os.getpid()
     return _pool
+
+
+def _watch_parent(parent: int) -> None:
+    """Worker start-up: leave when the parent is gone.
+
+    A parent killed with SIGKILL runs no clean-up, and its idle workers would wait on the task
+    queue for ever, holding the parent's stdout/stderr open (whoever reads those, a Dagster run
+    launcher or a test, waits with them). The check is cheap: one getppid() a second.
+    """
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_PARENT_POLL_SECONDS)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="syncflow-parent-watch", daemon=True).start()
+
+
+def _noop() -> None:
+    return None
+
+
+def start_pool(workers: int | None = None) -> None:
+    """Fork the worker processes now (a no-op when they run already or one core is all).
+
+    Call it before starting threads: ``fork`` copies only the calling thread, so a lock another
+    thread holds at that moment would stay locked in the workers for good. (With the fork
+    context the executor forks all its workers at the first task.)
+    """
+    workers = workers or os.cpu_count() or 1
+    if workers > 1:
+        _get_pool(workers).submit(_noop).result()
 
 
 def shutdown_pool() -> None:

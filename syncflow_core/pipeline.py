@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -46,7 +47,7 @@ from syncflow_core.normalize import (
     parse_datetimes,
     parse_numbers,
 )
-from syncflow_core.parallel import map_tables
+from syncflow_core.parallel import DEFAULT_MIN_ROWS, map_tables, start_pool
 from syncflow_core.rejects import (
     REJECT_SCHEMA,
     empty_reject_specs,
@@ -200,6 +201,47 @@ def _concat(tables: Sequence[pa.Table]) -> pa.Table:
 # ---------------------------------------------------------------------------------- stages
 
 
+@dataclass(frozen=True)
+class _ReadPlan:
+    """What a slice read needs besides its start key (found once per sync)."""
+
+    entity: EntityConfig
+    slice_key: str
+    source_types: dict[str, str]
+    bounds: SliceBounds
+    watermark: Any
+    watermark_field: str | None
+
+
+def _read_plan(rt: Runtime, entity: str, slice_key: str) -> tuple[_ReadPlan, Any]:
+    """The slice's read plan and where its read starts (the cursor of a run in progress)."""
+    ent = rt.entity(entity)
+    source_types = rt.source(entity).columns(ent.source)
+    check_source_columns(rt.config, ent, list(source_types))
+    bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
+    cursor = rt.state.get_cursor(entity, slice_key)
+    start = bounds.lo
+    if (
+        cursor is not None
+        and cursor.status in ("running", "paused")
+        and cursor.last_key is not None
+    ):
+        start = cursor.last_key
+    watermark = None
+    if ent.delta_strategy == "rowversion":
+        watermark = rt.state.get_watermark(entity, slice_key)
+    src_rv = source_field(ent, ent.rowversion_field) if ent.rowversion_field else None
+    plan = _ReadPlan(
+        ent,
+        slice_key,
+        dict(source_types),
+        bounds,
+        watermark,
+        src_rv if watermark is not None else None,
+    )
+    return plan, start
+
+
 def extract(
     rt: Runtime,
     entity: str,
@@ -213,25 +255,25 @@ def extract(
     Stops early after ``max_chunks`` chunks or when ``should_stop()`` turns true at a chunk
     boundary; ``info['complete']`` says whether the slice's range was read to its end.
     """
-    ent = rt.entity(entity)
-    durations: dict[str, float] = {}
+    started = time.perf_counter()
+    plan, start = _read_plan(rt, entity, slice_key)
+    return _read(rt, plan, start, max_chunks, should_stop, time.perf_counter() - started)
+
+
+def _read(
+    rt: Runtime,
+    plan: _ReadPlan,
+    start: Any,
+    max_chunks: int | None,
+    should_stop: Callable[[], bool] | None,
+    planning: float = 0.0,
+) -> Batch:
+    """Read ``(start, hi]`` of the planned slice. Touches only the source (safe on a thread)."""
+    ent = plan.entity
+    durations: dict[str, float] = {"extract": planning}
     stop = _timed(durations, "extract")
-    source = rt.source(entity)
-    source_types = source.columns(ent.source)
-    check_source_columns(rt.config, ent, list(source_types))
-    bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
-    cursor = rt.state.get_cursor(entity, slice_key)
-    start = bounds.lo
-    if (
-        cursor is not None
-        and cursor.status in ("running", "paused")
-        and cursor.last_key is not None
-    ):
-        start = cursor.last_key
-    watermark = None
-    src_rv = source_field(ent, ent.rowversion_field) if ent.rowversion_field else None
-    if ent.delta_strategy == "rowversion":
-        watermark = rt.state.get_watermark(entity, slice_key)
+    source = rt.source(ent.name)
+    bounds = plan.bounds
     chunks: list[pa.Table] = []
     complete = True
     src_keys = _source_keys(ent)
@@ -242,8 +284,8 @@ def extract(
             start,
             bounds.hi,
             ent.chunk_size,
-            watermark_field=src_rv if watermark is not None else None,
-            watermark=watermark,
+            watermark_field=plan.watermark_field,
+            watermark=plan.watermark,
         )
     )
     if bounds.lo is None and start is None:
@@ -262,16 +304,16 @@ def extract(
     raw = (
         _unify_chunks(chunks)
         if chunks
-        else pa.table({c: pa.array([], pa.string()) for c in source_types})
+        else pa.table({c: pa.array([], pa.string()) for c in plan.source_types})
     )
     end = bounds.hi if complete else _key_of_row(raw, src_keys, raw.num_rows - 1)
     stop()
     return Batch(
         {"raw": with_row_ids(raw)},
         {
-            "entity": entity,
-            "slice_key": slice_key,
-            "source_types": dict(source_types),
+            "entity": ent.name,
+            "slice_key": plan.slice_key,
+            "source_types": dict(plan.source_types),
             "start": encode_key(start),
             "end": encode_key(end),
             "complete": complete,
@@ -348,24 +390,41 @@ def _identify_part(table: pa.Table, entity: EntityConfig) -> Any:
     return identify(table, entity)
 
 
-def delta_batch(rt: Runtime, entity: str, slice_key: str, batch: Batch) -> Batch:
+def _target_range(
+    ent: EntityConfig, batch: Batch
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """The batch's key range ``(start, end]`` as the target holds keys (normalized)."""
+    types = batch.info["source_types"]
+    lo = _normalize_key(ent, types, decode_key(batch.info["start"]))
+    hi = _normalize_key(ent, types, decode_key(batch.info["end"]))
+    return lo, hi
+
+
+def _stored_identities(
+    rt: Runtime, ent: EntityConfig, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
+) -> pa.Table:
+    """What the target holds in ``(lo, hi]``. Touches only the target (safe on a thread)."""
+    if rt.target.table_exists(ent.table_name):
+        return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
+    return empty_stored()
+
+
+def delta_batch(
+    rt: Runtime, entity: str, slice_key: str, batch: Batch, *, stored: pa.Table | None = None
+) -> Batch:
     """Classify against what the target holds in the batch's key range.
 
     tables: ``upserts`` (with an op column i/u), ``deletes`` (key hashes), ``rejects``.
+    ``stored``: the target's identities of that range when the caller read them already.
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
     stop = _timed(durations, "delta")
     rows = batch.table("rows")
-    types = batch.info["source_types"]
-    lo = _normalize_key(ent, types, decode_key(batch.info["start"]))
-    hi = _normalize_key(ent, types, decode_key(batch.info["end"]))
+    lo, hi = _target_range(ent, batch)
     _check_key_order(ent, rows, lo, hi)
-    target = rt.target
-    if target.table_exists(ent.table_name):
-        stored = target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
-    else:
-        stored = empty_stored()
+    if stored is None:
+        stored = _stored_identities(rt, ent, lo, hi)
     result = classify(
         rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field, complete_scope=True
     )
@@ -598,20 +657,53 @@ def sync_slice(
 
     ``should_stop`` is checked at every chunk boundary (the night window closing); the sync then
     ends *paused* with its cursor committed. ``after_chunk`` sees each chunk's counts (progress).
+
+    Reads overlap the work: while the worker processes normalize and identify a chunk, a thread
+    reads the target's stored identities of its key range, and while the chunk goes through
+    delta and load, another reads the next chunk from the source. Both only read, on their own
+    connections; every write and the cursor stay on this thread, in chunk order, so a stop or a
+    crash leaves exactly what the sequential loop would (a read ahead is simply dropped).
     """
     total = SyncCounts()
-    while True:
-        batch = extract(rt, entity, slice_key, max_chunks=1)
-        batch = normalize_batch(rt, entity, batch)
-        batch = identify_batch(rt, entity, batch)
-        batch = delta_batch(rt, entity, slice_key, batch)
-        batch = resolve_batch(rt, entity, batch)
-        counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop)
-        total.add(counts)
-        if after_chunk is not None:
-            after_chunk(counts)
-        if counts.complete or counts.paused:
-            return total
+    ent = rt.entity(entity)
+    started = time.perf_counter()
+    plan, start = _read_plan(rt, entity, slice_key)
+    batch = _read(rt, plan, start, 1, None, time.perf_counter() - started)
+    if max(batch.table("raw").num_rows, ent.chunk_size) >= DEFAULT_MIN_ROWS:
+        # Fork the workers before any reader thread exists: a fork copies only the calling
+        # thread, and a lock another thread holds at that moment would stay held in the child.
+        # (Smaller chunks are processed inline and need no workers.)
+        start_pool()
+    with ThreadPoolExecutor(2, thread_name_prefix="syncflow-read") as readers:
+        while True:
+            ahead: Future[Batch] | None = None
+            if not batch.info["complete"]:
+                ahead = readers.submit(_read, rt, plan, decode_key(batch.info["end"]), 1, None)
+            lo, hi = _target_range(ent, batch)
+            stored = readers.submit(_stored_identities, rt, ent, lo, hi)
+            try:
+                batch = normalize_batch(rt, entity, batch)
+                batch = identify_batch(rt, entity, batch)
+                waited = time.perf_counter()
+                known = stored.result()
+                batch.info["durations"]["delta"] = time.perf_counter() - waited
+                batch = delta_batch(rt, entity, slice_key, batch, stored=known)
+                batch = resolve_batch(rt, entity, batch)
+                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop)
+                total.add(counts)
+                if after_chunk is not None:
+                    after_chunk(counts)
+            except BaseException:
+                for future in (stored, ahead):
+                    if future is not None:
+                        future.cancel()
+                raise
+            if counts.complete or counts.paused:
+                if ahead is not None:
+                    ahead.cancel()
+                return total
+            assert ahead is not None  # an incomplete chunk always reads ahead
+            batch = ahead.result()
 
 
 def resolve_pending(

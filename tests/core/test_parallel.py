@@ -102,3 +102,45 @@ def test_a_failing_part_raises_and_leaves_no_files() -> None:
     with pytest.raises(ValueError, match="bad part"):
         map_tables(_fail_on_second_part, t, workers=2, min_rows=10, part_rows=100)
     assert _leftovers() == []
+
+
+WORKERS_OF_KILLED_PARENT = """
+import os, signal, sys
+import pyarrow as pa
+from syncflow_core.parallel import map_tables
+
+def pid_of(part):
+    return os.getpid()
+
+pids = set(map_tables(pid_of, pa.table({"x": list(range(200_000))}), workers=2))
+print(" ".join(map(str, sorted(pids))), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no atexit: the pool is never shut down
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A reaped-late zombie counts as gone: it runs no code and holds no pipe.
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ")[1].split()[0] != "Z"
+
+
+def test_workers_leave_when_their_parent_is_killed() -> None:
+    """A run killed with -9 must not leave idle workers behind holding its output pipes."""
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.run(
+        [sys.executable, "-c", WORKERS_OF_KILLED_PARENT],
+        capture_output=True, text=True, timeout=60,  # orphans holding stdout would hang this
+    )
+    workers = [int(p) for p in proc.stdout.split()]
+    assert len(workers) == 2 and proc.returncode == -9, proc.stderr
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(_alive(p) for p in workers)
