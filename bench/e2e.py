@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import time
 from typing import Any
 
@@ -85,7 +86,7 @@ def _change_source(pg: PgCluster, db: str) -> int:
         return conn.execute(CHANGE).rowcount
 
 
-def _config(n: int) -> Any:
+def _config(n: int, chunk_size: int) -> Any:
     return parse_config(
         {
             "sources": {"erp": {"kind": "sql", "url_env": "BENCH_ERP_URL"}},
@@ -96,7 +97,7 @@ def _config(n: int) -> Any:
                     "business_key_fields": ["order_no", "line_no"],
                     "delta_strategy": "hash",
                     "slices": 1,
-                    "chunk_size": max(n, 1),
+                    "chunk_size": max(chunk_size, 1),
                     "fields": {
                         "qty": {"type": "NUMBER(12,2)", "locale": "en_US"},
                         "unit_price": {"type": "NUMBER(14,4)", "locale": "de_DE"},
@@ -121,8 +122,8 @@ def _phase(label: str, fn: Any, n: int) -> float:
     return secs
 
 
-def _syncflow(env: dict[str, str], n: int, run: str) -> str:
-    cfg = _config(n)
+def _syncflow(env: dict[str, str], n: int, chunk_size: int, run: str) -> str:
+    cfg = _config(n, chunk_size)
     with Runtime.open(cfg, env) as rt:
         c = sync_slice(rt, "order_lines", "slice-01", run)
     stages = " ".join(f"{k}={v:.2f}" for k, v in c.durations.items())
@@ -164,9 +165,12 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--chunk-size", type=int, default=0,
+                    help="rows per chunk (default: the whole slice in one chunk)")
     ap.add_argument("--no-dlt", action="store_true")
     args = ap.parse_args()
     n = args.rows
+    chunk = args.chunk_size or n
     try:
         import dlt  # noqa: F401
 
@@ -179,11 +183,12 @@ def main() -> None:
             pg.create_database(db)
         _load_source(pg, "erp", rows)
         env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url("target")}
-        print(f"{n:,} rows, PostgreSQL -> PostgreSQL, 2 cores")
-        sf_init = _phase("syncflow initial", lambda: _syncflow(env, n, "initial"), n)
+        print(f"{n:,} rows, PostgreSQL -> PostgreSQL, {os.cpu_count()} cores, "
+              f"chunks of {chunk:,} rows")
+        sf_init = _phase("syncflow initial", lambda: _syncflow(env, n, chunk, "initial"), n)
         changed = _change_source(pg, "erp")
         print(f"source: {changed:,} rows changed ({changed / n:.1%})")
-        sf_rerun = _phase("syncflow rerun", lambda: _syncflow(env, n, "rerun"), n)
+        sf_rerun = _phase("syncflow rerun", lambda: _syncflow(env, n, chunk, "rerun"), n)
         shutdown_pool()
         if not have_dlt:
             print("dlt not installed: pip install -e '.[bench]' for the comparison")

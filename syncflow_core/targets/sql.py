@@ -103,6 +103,10 @@ _PG_FILLFACTOR = 90
 _BULK_ROWS = 10_000
 # The UPDATE's hash over 100k staged rows (~25 MB) spills to 16 batches under the default 4MB.
 _JOIN_MEMORY = "64MB"
+# PostgreSQL tables leave a tenth of each page free, so an update can put the new row version
+# on the same page (a HOT update) and skip both indexes: 100k updates of a 1M-row table took
+# 1.65 s packed full, 1.09 s at 90. Costs about a tenth more disk.
+_FILLFACTOR = 90
 
 
 class WriteCounts(NamedTuple):
@@ -383,6 +387,9 @@ class SqlTarget:
     ) -> None:
         table = self._table(name, cols, create=True)
         conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
+        if self.dialect == "postgresql":
+            quoted = conn.dialect.identifier_preparer.format_table(table)
+            conn.execute(sa.text(f"ALTER TABLE {quoted} SET (fillfactor = {_FILLFACTOR})"))
         unique = sa.Index(_index_name(name, "bkh_uq"), table.c[KEY_HASH], unique=True)
         keys = sa.Index(_index_name(name, "bk_ix"), *[table.c[k] for k in key_fields])
         conn.execute(sa.schema.CreateIndex(unique, if_not_exists=True))
