@@ -226,3 +226,34 @@ def test_pg_errors_name_the_table_and_hide_the_password(pg_url: str) -> None:
         list(src.read(REF, ["order_no"], None, None, 10))
     assert "s3cret-pw" not in str(err.value)
     assert "no_such_db" in str(err.value)
+
+
+@pytest.mark.postgres
+def test_pg_key_values_travel_bound_even_on_the_copy_path(pg_url: str) -> None:
+    """Keyset bounds reach PostgreSQL as set_config parameters, never as SQL text."""
+    names = ["O'Brien", "a\\b", "x'); DROP TABLE people; --", "Zoë", "$1", "plain"]
+    eng = sa.create_engine(pg_url)
+    with eng.begin() as conn:
+        conn.exec_driver_sql("CREATE TABLE people (name text, day date, amount numeric(8,2), "
+                             "PRIMARY KEY (name, day, amount))")
+        conn.execute(sa.text("INSERT INTO people VALUES (:n, :d, :a)"), [
+            {"n": n, "d": f"2024-0{m}-0{m}", "a": Decimal(f"{m}.5")}
+            for n in names for m in (1, 2)
+        ])
+    eng.dispose()
+    src = SqlSource(pg_url)
+    ref = SourceRef(table="people")
+    keys = ["name", "day", "amount"]
+    chunks = list(src.read(ref, keys, None, None, 3))
+    got = _keys(iter(chunks), keys)
+    assert len(got) == 12 and len(set(got)) == 12 and got == sorted(got)
+    # The last page was read after binding the previous page's last key as settings.
+    with src._adbc_conn().cursor() as cur:  # the source's own session
+        cur.execute("SELECT current_setting('syncflow.bind_0')")
+        assert cur.fetchone()[0] in names
+    lo = got[4]
+    rest = _keys(src.read(ref, keys, lo, None, 100), keys)
+    assert rest == got[5:]
+    with sa.create_engine(pg_url).connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM people").scalar_one() == 12
+    src.close()
