@@ -47,7 +47,7 @@ from syncflow_core.normalize import (
     parse_datetimes,
     parse_numbers,
 )
-from syncflow_core.parallel import DEFAULT_MIN_ROWS, map_tables, start_pool
+from syncflow_core.parallel import DEFAULT_MIN_ROWS, map_tables, prepare_parallel, start_pool
 from syncflow_core.rejects import (
     REJECT_SCHEMA,
     empty_reject_specs,
@@ -69,6 +69,7 @@ __all__ = [
     "identify_batch",
     "load_batch",
     "normalize_batch",
+    "prepare_batch",
     "resolve_batch",
     "resolve_pending",
     "source_field",
@@ -386,6 +387,25 @@ def identify_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
     return Batch(out, {**batch.info, "durations": durations})
 
 
+def prepare_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
+    """`normalize_batch` then `identify_batch` in one pass over the workers (same result).
+
+    Each part goes to a worker once and comes back identified: the normalized rows never travel
+    back to this process and out again (on 1M rows that round trip cost ~0.4 s of this
+    process's time, with the workers waiting). The time is reported under ``normalize``.
+    """
+    ent = rt.entity(entity)
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "normalize")
+    raw = batch.table("raw")
+    prepared = prepare_parallel(raw, ent, batch.info["source_types"])
+    rejects = materialize_rejects(raw, prepared.rejects, entity)
+    stop()
+    out = {k: v for k, v in batch.tables.items() if k != "raw"}
+    out.update({"rows": prepared.table, "rejects": rejects})
+    return Batch(out, {**batch.info, "durations": durations})
+
+
 def _identify_part(table: pa.Table, entity: EntityConfig) -> Any:
     return identify(table, entity)
 
@@ -682,8 +702,7 @@ def sync_slice(
             lo, hi = _target_range(ent, batch)
             stored = readers.submit(_stored_identities, rt, ent, lo, hi)
             try:
-                batch = normalize_batch(rt, entity, batch)
-                batch = identify_batch(rt, entity, batch)
+                batch = prepare_batch(rt, entity, batch)
                 waited = time.perf_counter()
                 known = stored.result()
                 batch.info["durations"]["delta"] = time.perf_counter() - waited
