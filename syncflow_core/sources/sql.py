@@ -47,6 +47,8 @@ class SqlSource:
         self._adbc: Any = None
         self._columns: dict[tuple[str | None, str], dict[str, str]] = {}
         self._types: dict[tuple[str | None, str], dict[str, Any]] = {}
+        # Columns the database itself declares NOT NULL (a primary key's, typically).
+        self._not_null: dict[tuple[str | None, str], set[str]] = {}
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -89,6 +91,9 @@ class SqlSource:
                     reflected = insp.get_columns(name, schema)
                     cols = {c["name"]: str(c["type"]) for c in reflected}
                     self._types[(schema, name)] = {c["name"]: c["type"] for c in reflected}
+                    self._not_null[(schema, name)] = {
+                        c["name"] for c in reflected if c.get("nullable") is False
+                    }
         except sa.exc.SQLAlchemyError as exc:
             raise self._error(ref.table or name, exc) from None
         if not cols:
@@ -104,6 +109,9 @@ class SqlSource:
         sql = f"PRAGMA {prefix}table_info({q(name)})"
         with self._engine.connect() as conn:
             rows = conn.exec_driver_sql(sql).fetchall()
+        # table_info: (cid, name, type, notnull, default, pk). Only an explicit NOT NULL
+        # counts: SQLite lets most PRIMARY KEY columns hold NULL.
+        self._not_null[(schema, name)] = {str(r[1]) for r in rows if r[3]}
         return {str(r[1]): str(r[2] or "") for r in rows}
 
     def _table(self, ref: SourceRef) -> sa.TableClause:
@@ -275,9 +283,15 @@ class SqlSource:
     def read_null_keys(
         self, ref: SourceRef, key_fields: Sequence[str], chunk_size: int
     ) -> Iterator[pa.Table]:
-        """Rows with a NULL in any key field, in chunks of at most ``chunk_size``."""
+        """Rows with a NULL in any key field, in chunks of at most ``chunk_size``.
+
+        Nothing to read (and no scan of the whole table) when the database declares every key
+        field NOT NULL.
+        """
         table = self._table(ref)
         cols = self._keys(table, ref, key_fields)
+        if set(key_fields) <= self._not_null.get(self._split(ref), set()):
+            return
         stmt = sa.select(table).where(sa.or_(*(c.is_(None) for c in cols)))
         result = self._fetch(ref, stmt)
         for start in range(0, result.num_rows, chunk_size):
