@@ -36,7 +36,7 @@ def main() -> None:
         for db in ("erp", "direct", "viadagster"):
             pg.create_database(db)
         _load_source(pg, "erp", rows)
-        cfg = _config(n)
+        cfg = _config(n, n)
 
         env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url("direct")}
         t0 = time.perf_counter()
