@@ -13,21 +13,19 @@ lossless text rather than failing or dropping values.
 
 from __future__ import annotations
 
-import datetime
 import decimal
 import re
 from collections.abc import Iterator, Sequence
-from typing import Any, cast
+from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import URL, Dialect
-from sqlalchemy.sql.elements import BindParameter
-from sqlalchemy.sql.visitors import ExternallyTraversible, replacement_traverse
 
 from syncflow_core.config import SourceRef
 from syncflow_core.errors import SourceError
+from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
 from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
 
 __all__ = ["SqlSource"]
@@ -213,13 +211,13 @@ class SqlSource:
         if self._use_adbc:
             settings: list[str] = []
             if self._engine.dialect.name == "postgresql":
-                stmt, settings = _binds_as_settings(stmt)
+                stmt, settings = binds_as_settings(stmt)
             sql, params = self._compile(stmt)
             try:
                 cur = self._adbc_conn().cursor()
                 try:
                     if settings:
-                        cur.execute(_set_settings_sql(len(settings)), settings)
+                        cur.execute(set_settings_sql(len(settings)), settings)
                         cur.fetchall()
                     cur.execute(sql, params or None)
                     return _plain_types(cur.fetch_arrow_table())
@@ -333,54 +331,6 @@ class SqlSource:
 
 
 _NUMERIC = re.compile(r"^numeric$", re.IGNORECASE)
-_SETTING = "syncflow.bind_{}"
-
-
-def _setting_text(value: Any) -> str | None:
-    """A bound value as the text a server-side cast turns back into it (None: cannot)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | decimal.Decimal | str):
-        return str(value)
-    if isinstance(value, datetime.date | datetime.time):  # datetime is a date
-        return value.isoformat()
-    return None
-
-
-def _binds_as_settings(stmt: sa.Select[Any]) -> tuple[sa.Select[Any], list[str]]:
-    """Move a query's bound values into session settings, so the query itself has none.
-
-    ADBC reads a query without parameters through ``COPY (query) TO STDOUT (FORMAT binary)``,
-    about twice as fast as the prepared-statement path it must take once values are bound
-    (PostgreSQL's COPY takes no parameters): 1M rows 0.9 s instead of 1.7 s. The values still
-    travel bound, as the parameters of one ``set_config`` call, and the query reads them back
-    with ``current_setting`` (a stable function, so an index range on the key still applies).
-    Values with no exact text form keep their parameter (and the slower path).
-    """
-    texts: list[str] = []
-
-    def replace(element: Any, **_: Any) -> Any:
-        if not isinstance(element, BindParameter) or element.callable is not None:
-            return None
-        text = _setting_text(element.value)
-        if text is None:
-            return None
-        name: sa.ColumnElement[str] = sa.literal_column(f"'{_SETTING.format(len(texts))}'")
-        texts.append(text)
-        setting: ExternallyTraversible = sa.func.current_setting(name, type_=sa.Text())
-        return setting
-
-    replaced = replacement_traverse(cast(ExternallyTraversible, stmt), {}, replace)
-    return cast("sa.Select[Any]", replaced), texts
-
-
-def _set_settings_sql(n: int) -> str:
-    """``SELECT set_config('syncflow.bind_0', $1, false), …`` (session scope, autocommit)."""
-    return "SELECT " + ", ".join(
-        f"set_config('{_SETTING.format(i)}', ${i + 1}, false)" for i in range(n)
-    )
-
-
 def _plain_types(table: pa.Table) -> pa.Table:
     """Unwrap ADBC's opaque extension columns (PostgreSQL numeric, uuid, …) to their storage.
 

@@ -19,6 +19,8 @@ import pyarrow.csv as pacsv
 import sqlalchemy as sa
 from psycopg import sql
 
+from syncflow_core.pg_binds import set_settings_sql
+
 __all__ = [
     "adbc_uri",
     "analyze",
@@ -72,9 +74,17 @@ def adbc_uri(url: sa.URL) -> str:
     return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def fetch_arrow(adbc_conn: Any, query: str, params: Sequence[str]) -> pa.Table:
-    """Run a ``$n``-parameterized query over ADBC and return its result as Arrow."""
+def fetch_arrow(
+    adbc_conn: Any, query: str, params: Sequence[str], settings: Sequence[str] = ()
+) -> pa.Table:
+    """Run a ``$n``-parameterized query over ADBC and return its result as Arrow.
+
+    ``settings``: values from `pg_binds.binds_as_settings`, set on the session first.
+    """
     with adbc_conn.cursor() as cur:
+        if settings:
+            cur.execute(set_settings_sql(len(settings)), parameters=tuple(settings))
+            cur.fetchall()
         if params:
             cur.execute(query, parameters=tuple(params))
         else:

@@ -57,6 +57,7 @@ from syncflow_core.identity import (
     ROWVERSION,
     SYNCED_AT,
 )
+from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
 from syncflow_core.targets.ddl import ColumnType, from_arrow, from_declared, from_pg_catalog, holds
@@ -512,9 +513,10 @@ class SqlTarget:
 
     def _fetch(self, q: sa.Select[Any], schema: pa.Schema) -> pa.Table:
         if self.dialect == "postgresql":
+            q, settings = binds_as_settings(q)  # no parameters left: ADBC's COPY path
             compiled = q.compile(dialect=_PG_PARAMS)
             params = [compiled.params[n] for n in compiled.positiontup or ()]
-            got = pg_copy.fetch_arrow(self._adbc_conn(), str(compiled), params)
+            got = pg_copy.fetch_arrow(self._adbc_conn(), str(compiled), params, settings)
             return pa.table(
                 [got.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
             )
