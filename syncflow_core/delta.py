@@ -377,8 +377,11 @@ def classify(
                 stored.column(ROWVERSION).take(pa.array(ms)).combine_chunks(),
             )
             write[mi] = changed | undelete
-    inserts = rows.filter(pa.array(~matched))
-    updates = rows.filter(pa.array(matched & write))
+    # A first load matches nothing and a quiet rerun writes nothing: no filter then, which
+    # would copy every column of the batch.
+    inserts = rows if not len(mi) else rows.filter(pa.array(~matched))
+    to_write = matched & write
+    updates = rows.slice(0, 0) if not to_write.any() else rows.filter(pa.array(to_write))
     unchanged = int((matched & ~write).sum())
 
     deletes = pa.array([], pa.string())

@@ -450,12 +450,8 @@ def delta_batch(
     )
     upserts = _concat(
         [
-            result.inserts.append_column(
-                OP, pa.array(["i"] * result.inserts.num_rows, pa.string())
-            ),
-            result.updates.append_column(
-                OP, pa.array(["u"] * result.updates.num_rows, pa.string())
-            ),
+            result.inserts.append_column(OP, pa.repeat(pa.scalar("i"), result.inserts.num_rows)),
+            result.updates.append_column(OP, pa.repeat(pa.scalar("u"), result.updates.num_rows)),
         ]
     )
     dup_rejects = materialize_rejects(rows, result.rejects, entity)

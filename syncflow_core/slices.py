@@ -52,7 +52,9 @@ def plan_slices(
     source: Source, ref: SourceRef, key_fields: Sequence[str], n: int
 ) -> list[SliceBounds]:
     """Cut the source's current keys into ``n`` contiguous, roughly equal slices."""
-    bounds: list[KeyTuple | None] = [None, *source.key_bounds(ref, key_fields, n), None]
+    # One slice is the whole key space: no need to count the source's rows for it.
+    interior = [] if n == 1 else source.key_bounds(ref, key_fields, n)
+    bounds: list[KeyTuple | None] = [None, *interior, None]
     if len(bounds) != n + 1:
         raise ValueError(f"source returned {len(bounds) - 2} boundaries for {n} slices")
     keys = slice_keys(n)

@@ -703,7 +703,10 @@ class SqlTarget:
         if n >= _BULK_ROWS and self._empty_locked(conn, raw, name):
             # Nobody else can write the table now, and it is empty: every row is an insert.
             definitions = pg_copy.drop_indexes(raw, name, self.schema)
-            self._copy_rows(raw, name, data, batch_id, synced_at)
+            marks = {BATCH_ID: batch_id, SYNCED_AT: synced_at.isoformat()}
+            with pg_copy.column_defaults(raw, name, marks, self.schema):
+                # The marks come from the defaults; `_bridge_deleted_at` stays NULL.
+                pg_copy.copy_table(raw, name, data.column_names, data, self.schema)
             pg_copy.recreate_indexes(raw, definitions)
             return n
         rest = data

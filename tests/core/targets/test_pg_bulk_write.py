@@ -72,6 +72,11 @@ def test_bulk_load_into_empty_table_keeps_values_and_indexes(target: SqlTarget) 
         # The caller's session settings are left alone.
         assert conn.execute(sa.text("SHOW maintenance_work_mem")).scalar_one() == "64MB"
     assert _indexes(target) == before
+    with target.engine.connect() as conn:  # the marks went in as temporary column defaults
+        defaults = conn.execute(sa.text(
+            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'orders' "
+            "AND column_default IS NOT NULL")).scalar_one()
+    assert defaults == 0
     got = _stored(target)
     for r in rows.to_pylist():
         stored = got[r["order_no"]]
