@@ -43,8 +43,11 @@ from syncflow_core.rejects import concat_reject_specs, with_row_ids
 __all__ = [
     "DEFAULT_MIN_ROWS",
     "DEFAULT_PART_ROWS",
+    "PartFeeder",
     "map_tables",
+    "merge_results",
     "prepare_parallel",
+    "prepare_part",
     "shutdown_pool",
     "split_rows",
     "start_pool",
@@ -179,6 +182,77 @@ def map_tables(
         _remove_files(spill)
 
 
+class PartFeeder:
+    """Hands rows to the worker processes while they still arrive (a streaming `map_tables`).
+
+    ``feed`` takes the rows in order, piece by piece; every ``part_rows`` rows go to a worker at
+    once, so the workers start on the first rows of a read while the rest is on its way.
+    ``results`` returns ``fn``'s result per part, in row order. The pool must exist already
+    when other threads run (see `start_pool`); ``fn`` must be picklable.
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[pa.Table], Any],
+        workers: int | None = None,
+        part_rows: int = DEFAULT_PART_ROWS,
+    ) -> None:
+        """Feed parts of about ``part_rows`` rows to ``workers`` processes running ``fn``."""
+        self._fn = fn
+        self._pool = _get_pool(workers or os.cpu_count() or 1)
+        self._part_rows = max(part_rows, 1)
+        self._held: list[pa.Table] = []
+        self._held_rows = 0
+        self._futures: list[Future[Any]] = []
+        self._prefixes: list[str] = []
+        self.rows = 0
+        """Rows fed so far."""
+
+    def feed(self, table: pa.Table) -> None:
+        """Queue ``table``'s rows; full parts start on a worker now."""
+        self.rows += table.num_rows
+        self._held.append(table)
+        self._held_rows += table.num_rows
+        while self._held_rows >= self._part_rows:
+            held = pa.concat_tables(self._held, promote_options="permissive")
+            self._submit(held.slice(0, self._part_rows))
+            rest = held.slice(self._part_rows)
+            self._held, self._held_rows = [rest], rest.num_rows
+
+    def _submit(self, part: pa.Table) -> None:
+        prefix = _spill_prefix(part.nbytes)
+        if prefix is None:
+            self._futures.append(self._pool.submit(_run_on_ipc_pickled, self._fn, _to_ipc(part)))
+            return
+        self._prefixes.append(prefix)
+        path = f"{prefix}-in.arrow"
+        _write_ipc(part, path)
+        self._futures.append(self._pool.submit(_run_on_file, self._fn, path, f"{prefix}-out"))
+
+    def results(self) -> list[Any]:
+        """Start the last, partial part and return every part's result in row order."""
+        try:
+            if self._held_rows:
+                self._submit(pa.concat_tables(self._held, promote_options="permissive"))
+            self._held, self._held_rows = [], 0
+            return [pickle.loads(f.result()) for f in self._futures]
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Drop what has not started, wait for what runs, remove every file left behind."""
+        for f in self._futures:
+            f.cancel()
+        wait(self._futures)
+        for prefix in self._prefixes:
+            _remove_files(prefix)
+        self._futures, self._prefixes = [], []
+
+
+def _run_on_ipc_pickled(fn: Callable[[pa.Table], R], payload: pa.Buffer) -> bytes:
+    return pickle.dumps(_run_on_ipc(fn, payload), protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def _spill_prefix(nbytes: int) -> str | None:
     """A unique file-name prefix in shared memory, or None if it is missing or too small."""
     try:
@@ -264,9 +338,10 @@ def _run_on_file(fn: Callable[[pa.Table], R], path: str, out_prefix: str) -> byt
     return buf.getvalue()
 
 
-def _prepare_part(
+def prepare_part(
     part: pa.Table, entity: EntityConfig, source_types: Mapping[str, str] | None
 ) -> StageResult:
+    """Normalize and identify one part (row ids already assigned); runs in a worker."""
     from syncflow_core.identity import identify
     from syncflow_core.normalize import normalize
 
@@ -290,15 +365,21 @@ def prepare_parallel(
     """
     table = with_row_ids(table)
     results = map_tables(
-        partial(_prepare_part, entity=entity, source_types=source_types),
+        partial(prepare_part, entity=entity, source_types=source_types),
         table,
         workers=workers,
         min_rows=min_rows,
         part_rows=part_rows,
     )
+    return merge_results(results)
+
+
+def merge_results(results: list[StageResult]) -> StageResult:
+    """One `StageResult` from the per-part results of `prepare_parallel` or a `PartFeeder`."""
     if len(results) == 1:
         return results[0]
-    tables = [r.table for r in results]
+    # A part left empty (all its rows rejected) may carry a column typed otherwise.
+    tables = [r.table for r in results if r.table.num_rows] or [results[0].table]
     # Parts may infer different types for a column only when one part is all-null; unify.
     merged = pa.concat_tables(tables, promote_options="permissive")
     return StageResult(merged, concat_reject_specs([r.rejects for r in results]))

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import decimal
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -207,7 +207,12 @@ class SqlSource:
             values = [str(v) if isinstance(v, decimal.Decimal) else v for v in values]
         return str(compiled), values
 
-    def _fetch(self, ref: SourceRef, stmt: sa.Select[Any]) -> pa.Table:
+    def _fetch(
+        self,
+        ref: SourceRef,
+        stmt: sa.Select[Any],
+        on_piece: Callable[[pa.Table], None] | None = None,
+    ) -> pa.Table:
         if self._use_adbc:
             settings: list[str] = []
             if self._engine.dialect.name == "postgresql":
@@ -220,7 +225,15 @@ class SqlSource:
                         cur.execute(set_settings_sql(len(settings)), settings)
                         cur.fetchall()
                     cur.execute(sql, params or None)
-                    return _plain_types(cur.fetch_arrow_table())
+                    if on_piece is None or self._engine.dialect.name != "postgresql":
+                        return _plain_types(cur.fetch_arrow_table())
+                    # ADBC decodes the COPY stream batch by batch: hand each on as it arrives.
+                    reader = cur.fetch_record_batch()
+                    batches = []
+                    for rb in reader:
+                        batches.append(rb)
+                        on_piece(_plain_types(pa.Table.from_batches([rb])))
+                    return _plain_types(pa.Table.from_batches(batches, reader.schema))
                 finally:
                     cur.close()
             except Exception as exc:  # ADBC raises its own DB-API errors (and OSError)
@@ -237,6 +250,12 @@ class SqlSource:
             raise self._error(ref.table or "", exc) from None
         return rows_to_table(names, rows)
 
+    @property
+    def streams(self) -> bool:
+        """True when `read`'s ``on_piece`` sees rows while they arrive (PostgreSQL over ADBC);
+        the server then fixes every column's type, the same for every piece."""
+        return self._use_adbc and self._engine.dialect.name == "postgresql"
+
     # -- the Source protocol ------------------------------------------------------------------
 
     def read(
@@ -249,8 +268,14 @@ class SqlSource:
         *,
         watermark_field: str | None = None,
         watermark: Any = None,
+        on_piece: Callable[[pa.Table], None] | None = None,
     ) -> Iterator[pa.Table]:
-        """Key-ordered chunks of ``(lo, hi]`` by keyset pagination (see `Source.read`)."""
+        """Key-ordered chunks of ``(lo, hi]`` by keyset pagination (see `Source.read`).
+
+        ``on_piece`` (PostgreSQL) sees each chunk's rows in pieces while they arrive, before
+        the chunk is yielded whole: work on the first rows can start during the read.
+        Elsewhere it sees each chunk whole.
+        """
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
         if hi == ():
@@ -269,9 +294,12 @@ class SqlSource:
                 .order_by(*cols)
                 .limit(sa.literal_column(str(int(chunk_size))))  # our int, not data
             )
-            chunk = self._fetch(ref, stmt)
+            streamed = on_piece is not None and self.streams
+            chunk = self._fetch(ref, stmt, on_piece if streamed else None)
             if chunk.num_rows == 0:
                 return
+            if on_piece is not None and not streamed:
+                on_piece(chunk)
             yield chunk
             if chunk.num_rows < chunk_size:
                 return
