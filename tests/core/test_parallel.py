@@ -11,8 +11,8 @@ import pytest
 from syncflow_core.config import EntityConfig
 from syncflow_core.identity import identify
 from syncflow_core.normalize import normalize
-from syncflow_core.parallel import map_tables, prepare_parallel, split_rows
-from syncflow_core.rejects import ROW_ID
+from syncflow_core.parallel import PartFeeder, map_tables, prepare_parallel, split_rows
+from syncflow_core.rejects import ROW_ID, with_row_ids
 
 ENTITY = EntityConfig.model_validate(
     {
@@ -146,3 +146,21 @@ def test_workers_leave_when_their_parent_is_killed() -> None:
     while any(_alive(p) for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(_alive(p) for p in workers)
+
+
+def _first_and_rows(part: pa.Table) -> tuple[int, int]:
+    ids = part.column(ROW_ID)
+    return ids[0].as_py(), part.num_rows
+
+
+def test_feeder_cuts_pieces_into_parts_in_row_order() -> None:
+    """Pieces of any size in, parts of the set size out, results in the order rows came."""
+    feeder = PartFeeder(_first_and_rows, workers=2, part_rows=1_000)
+    fed = 0
+    for size in (1, 999, 2_500, 0, 17, 3_000):
+        piece = with_row_ids(pa.table({"x": list(range(size))}), fed)
+        feeder.feed(piece)
+        fed += size
+    assert feeder.rows == fed == 6_517
+    got = feeder.results()
+    assert got == [(i * 1_000, 1_000) for i in range(6)] + [(6_000, 517)]
