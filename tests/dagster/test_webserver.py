@@ -68,18 +68,21 @@ def served(demo_env: DemoEnv) -> Iterator[tuple[str, Path]]:
                "-p", url.rsplit(":", 1)[1]]
     daemon_cmd = [str(BIN / "dagster-daemon"), "run", "-w", "workspace.yaml"]
     root = demo_env.root
-    with open(root / "web.log", "wb") as web_log, open(root / "daemon.log", "wb") as daemon_log, \
-            subprocess.Popen(web_cmd, cwd=REPO, env=env, stdout=web_log,
-                             stderr=subprocess.STDOUT) as web, \
-            subprocess.Popen(daemon_cmd, cwd=REPO, env=env, stdout=daemon_log,
-                             stderr=subprocess.STDOUT) as daemon:
+    procs: list[subprocess.Popen[bytes]] = []
+    with open(root / "web.log", "wb") as web_log, open(root / "daemon.log", "wb") as daemon_log:
         try:
+            procs.append(subprocess.Popen(web_cmd, cwd=REPO, env=env, stdout=web_log,
+                                          stderr=subprocess.STDOUT))
+            # The daemon starts once the webserver has created the instance's SQLite tables:
+            # two processes creating them at once race ("table jobs already exists").
             _wait_for_webserver(url, root / "web.log")
+            procs.append(subprocess.Popen(daemon_cmd, cwd=REPO, env=env, stdout=daemon_log,
+                                          stderr=subprocess.STDOUT))
             yield url, home
         finally:
-            for proc in (web, daemon):
+            for proc in procs:
                 proc.terminate()
-            for proc in (web, daemon):
+            for proc in procs:
                 try:
                     proc.wait(timeout=20)
                 except subprocess.TimeoutExpired:
