@@ -128,6 +128,11 @@ def test_dagster_postgres_storage_and_postgres_target(demo_env: DemoEnv, pg: Any
         again = job.execute_in_process(instance=instance, partition_key="slice-01")
         meta = again.get_asset_materialization_events()[0].materialization.metadata
         assert meta["inserted"].value == 0 and meta["updated"].value == 0
+        # The target's unique index answers the key-hash check (no scan of the table).
+        checks = {e.check_name: e for e in again.get_asset_check_evaluations()}
+        unique = checks["unique_key_hash"]
+        assert unique.passed
+        assert str(unique.metadata["enforced_by_index"].value) == "customers_bkh_uq"
 
 
 def _items_job() -> JobDefinition:

@@ -338,3 +338,23 @@ def test_timestamps_exact_whatever_the_session_time_zone(pg_url: str) -> None:
         assert got[r["_bridge_key_hash"]]["created_at"] == r["created_at"]
         assert got[r["_bridge_key_hash"]]["_bridge_synced_at"] == T1
     target.close()
+
+
+def test_key_hash_uniqueness_is_known_from_the_index_and_counted_without_it(
+    target: SqlTarget,
+) -> None:
+    """The check's two ways: the database's unique index proves it; without it, count."""
+    target.ensure_table("orders", SCHEMA, KEYS)
+    rows = _rows([("EU", 1, "a"), ("EU", 2, "b")])
+    with target.begin() as conn:
+        target.write("orders", rows, pa.array([], pa.string()), "run-1", T1, conn)
+    index = target.unique_key_index("orders")
+    assert index is not None and "orders" in index
+    with target.engine.begin() as conn:  # someone drops the index and a duplicate slips in
+        conn.execute(sa.text(f'DROP INDEX "{index}"'))
+        conn.execute(sa.text(
+            "INSERT INTO orders (region, order_no, _bridge_key_hash, _bridge_data_hash) "
+            "SELECT region, order_no + 100, _bridge_key_hash, _bridge_data_hash FROM orders "
+            "WHERE order_no = 1"))
+    assert target.unique_key_index("orders") is None
+    assert target.duplicate_key_hashes("orders") == 1
