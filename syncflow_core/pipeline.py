@@ -17,7 +17,7 @@ fingerprint) a replayed batch changes nothing twice.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -58,6 +59,7 @@ from syncflow_core.parallel import (
 )
 from syncflow_core.rejects import (
     REJECT_SCHEMA,
+    ROW_ID,
     empty_reject_specs,
     materialize_rejects,
     with_row_ids,
@@ -315,11 +317,14 @@ def _read(
         for nulls in source.read_null_keys(ent.source, src_keys, ent.chunk_size):
             feed(nulls)
             chunks.append(nulls)
+    null_rows = sum(c.num_rows for c in chunks)
+    chunk_rows: list[int] = []  # rows per keyed chunk, in order (for the rowversion floor)
     for chunk in reader:
         if not streams:
             feed(chunk)
         if chunk.num_rows:
             chunks.append(chunk)
+            chunk_rows.append(chunk.num_rows)
         if (max_chunks is not None and len(chunks) >= max_chunks) or (
             should_stop is not None and should_stop()
         ):
@@ -343,6 +348,8 @@ def _read(
             "end": encode_key(end),
             "complete": complete,
             "fetched": raw.num_rows,
+            "null_key_rows": null_rows,
+            "chunk_rows": chunk_rows,
             "durations": durations,
         },
     )
@@ -489,6 +496,7 @@ def delta_batch(
     )
     dup_rejects = materialize_rejects(rows, result.rejects, entity)
     deletes = pa.table({KEY_HASH: pa.array(result.deletes, pa.string())})
+    floor = _rowversion_floor(ent, rows, batch.info)
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "rows"}
     out.update(
@@ -505,8 +513,36 @@ def delta_batch(
             "durations": durations,
             "unchanged": result.unchanged,
             "superseded": result.superseded,
+            "rowversion_floor": floor,
         },
     )
+
+
+def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]) -> Any:
+    """The lowest of the chunks' highest row versions read (None: no rowversion, or no rows).
+
+    A row edited after its chunk was read gets a version above that chunk's highest, so a
+    watermark no higher than every chunk's highest cannot skip it, whatever later chunks read.
+    (The highest version of the whole pass can: a row edited behind the cursor, then a row
+    ahead of it, and the second's version would hide the first.)
+    """
+    sizes = info.get("chunk_rows")
+    if ent.delta_strategy != "rowversion" or sizes is None or not rows.num_rows:
+        return None
+    if ROWVERSION not in rows.column_names or ROW_ID not in rows.column_names:
+        return None
+    null_rows = int(info.get("null_key_rows", 0))
+    ends = np.cumsum([null_rows, *sizes])  # row ids below ends[0] hold NULL keys
+    ids = rows.column(ROW_ID).to_numpy()
+    chunk = np.searchsorted(ends, ids, side="right")
+    keyed = pa.table({"chunk": pa.array(chunk), "rv": rows.column(ROWVERSION)}).filter(
+        pa.array(ids >= null_rows)
+    )
+    keyed = keyed.filter(pc.is_valid(keyed.column("rv")))
+    if not keyed.num_rows:
+        return None
+    highest = keyed.group_by("chunk").aggregate([("rv", "max")]).column("rv_max")
+    return pc.min(highest).as_py()
 
 
 def _check_key_order(
@@ -626,12 +662,15 @@ def load_batch(
     if schema_rows is not None and schema_rows.num_columns:
         rt.target.ensure_table(ent.table_name, schema_rows.schema, ent.business_key_fields)
     wm = None
-    if ent.delta_strategy == "rowversion" and rows.num_rows and ROWVERSION in rows.column_names:
-        wm = pc.max(rows.column(ROWVERSION)).as_py()
+    if "rowversion_floor" in batch.info:
+        wm = batch.info["rowversion_floor"]
+    elif ent.delta_strategy == "rowversion" and rows.num_rows and ROWVERSION in rows.column_names:
+        wm = pc.max(rows.column(ROWVERSION)).as_py()  # a batch staged by an older version
     # The slice's watermark moves only when its pass completes: every chunk of a pass must be
     # read above the watermark the pass started with, or a later chunk would skip its rows
-    # whose versions are below an earlier chunk's maximum. Until then the pass's highest version
-    # waits under a per-pass key (committed with the chunk, so a resumed pass keeps it).
+    # whose versions are below an earlier chunk's maximum. Until then the pass's floor (the
+    # lowest of its chunks' highest versions, see `_rowversion_floor`) waits under a per-pass
+    # key, committed with the chunk so a resumed pass keeps it.
     pass_key = _pass_watermark_key(slice_key)
     old_wm = seen_wm = None
     if ent.delta_strategy == "rowversion":
@@ -652,11 +691,13 @@ def load_batch(
             # A child that loads no longer waits (it may have been pending from an earlier run).
             rt.state.delete_pending(entity, rows.column(KEY_HASH), conn=sconn)
         if complete:
-            # A stale per-pass value from an earlier pass is <= old_wm, so max() ignores it.
-            best = max((v for v in (old_wm, seen_wm, wm) if v is not None), default=None)
+            floor = min((v for v in (seen_wm, wm) if v is not None), default=None)
+            best = max((v for v in (old_wm, floor) if v is not None), default=None)
             if best is not None and best != old_wm:
                 rt.state.set_watermark(entity, slice_key, best, conn=sconn)
-        elif wm is not None and (seen_wm is None or wm > seen_wm):
+            if seen_wm is not None:
+                rt.state.delete_watermark(entity, pass_key, conn=sconn)  # the pass is over
+        elif wm is not None and (seen_wm is None or wm < seen_wm):
             rt.state.set_watermark(entity, pass_key, wm, conn=sconn)
         if complete:
             rt.state.finish_slice(entity, slice_key, run_id, conn=sconn)

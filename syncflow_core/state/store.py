@@ -404,6 +404,17 @@ class StateStore:
                     )
                 )
 
+    def delete_watermark(
+        self, entity: str, slice_key: str | None, conn: sa.Connection | None = None
+    ) -> None:
+        """Forget the watermark of the entity (``slice_key=None``) or one slice."""
+        with self._tx(conn) as c:
+            c.execute(
+                sa.delete(watermarks).where(
+                    watermarks.c.entity == entity, self._wm_slice(slice_key)
+                )
+            )
+
     # ------------------------------------------------------------------ failed records
 
     def known_failed_records(self, rejects: pa.Table, conn: sa.Connection | None = None) -> int:
