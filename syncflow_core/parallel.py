@@ -162,24 +162,15 @@ def map_tables(
         return [fn(table)]
     n = table.num_rows
     ranges = split_rows(n, max(workers, -(-n // max(part_rows, 1))))
-    spill = _spill_prefix(table.nbytes)
-    if spill is None:
-        parts = [_to_ipc(table.slice(off, length)) for off, length in ranges]
-        return list(_get_pool(workers).map(partial(_run_on_ipc, fn), parts))
-    pool = _get_pool(workers)
-    futures: list[Future[bytes]] = []
+    # Every part's input is written before the first result is read: check room for all.
+    feeder = PartFeeder(fn, workers, spill=_shm_has_room(table.nbytes))
     try:
-        for i, (off, length) in enumerate(ranges):
-            path = f"{spill}-{i}-in.arrow"
-            _write_ipc(table.slice(off, length), path)
-            futures.append(pool.submit(_run_on_file, fn, path, f"{spill}-{i}-out"))
-        return [pickle.loads(f.result()) for f in futures]
-    finally:
-        # After a failure, let running parts finish so no file appears after the clean-up.
-        for f in futures:
-            f.cancel()
-        wait(futures)
-        _remove_files(spill)
+        for off, length in ranges:
+            feeder.submit(table.slice(off, length))
+    except BaseException:
+        feeder.cancel()
+        raise
+    return feeder.results()
 
 
 class PartFeeder:
@@ -196,11 +187,17 @@ class PartFeeder:
         fn: Callable[[pa.Table], Any],
         workers: int | None = None,
         part_rows: int = DEFAULT_PART_ROWS,
+        *,
+        spill: bool = True,
     ) -> None:
-        """Feed parts of about ``part_rows`` rows to ``workers`` processes running ``fn``."""
+        """Feed parts of about ``part_rows`` rows to ``workers`` processes running ``fn``.
+
+        ``spill=False``: parts and results travel through the pipe, never /dev/shm.
+        """
         self._fn = fn
         self._pool = _get_pool(workers or os.cpu_count() or 1)
         self._part_rows = max(part_rows, 1)
+        self._spill = spill
         self._held: list[pa.Table] = []
         self._held_rows = 0
         self._futures: list[Future[Any]] = []
@@ -215,12 +212,14 @@ class PartFeeder:
         self._held_rows += table.num_rows
         while self._held_rows >= self._part_rows:
             held = pa.concat_tables(self._held, promote_options="permissive")
-            self._submit(held.slice(0, self._part_rows))
+            self.submit(held.slice(0, self._part_rows))
             rest = held.slice(self._part_rows)
             self._held, self._held_rows = [rest], rest.num_rows
 
-    def _submit(self, part: pa.Table) -> None:
-        prefix = _spill_prefix(part.nbytes)
+    def submit(self, part: pa.Table) -> None:
+        """Start ``part`` on a worker now, as one part (for callers that cut parts themselves;
+        not mixed with `feed`, whose held rows would then come later than these)."""
+        prefix = _spill_prefix(part.nbytes) if self._spill else None
         if prefix is None:
             self._futures.append(self._pool.submit(_run_on_ipc_pickled, self._fn, _to_ipc(part)))
             return
@@ -233,8 +232,9 @@ class PartFeeder:
         """Start the last, partial part and return every part's result in row order."""
         try:
             if self._held_rows:
-                self._submit(pa.concat_tables(self._held, promote_options="permissive"))
-            self._held, self._held_rows = [], 0
+                held = pa.concat_tables(self._held, promote_options="permissive")
+                self._held, self._held_rows = [], 0
+                self.submit(held)
             return [pickle.loads(f.result()) for f in self._futures]
         finally:
             self.cancel()
@@ -253,14 +253,19 @@ def _run_on_ipc_pickled(fn: Callable[[pa.Table], R], payload: pa.Buffer) -> byte
     return pickle.dumps(_run_on_ipc(fn, payload), protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def _spill_prefix(nbytes: int) -> str | None:
-    """A unique file-name prefix in shared memory, or None if it is missing or too small."""
+def _shm_has_room(nbytes: int) -> bool:
+    """True when shared memory is usable and has room for ``nbytes`` of tables in flight."""
     try:
         st = os.statvfs(_SHM_DIR)
     except OSError:
-        return None
+        return False
     # Inputs plus results (normalize + identify roughly doubles a table), with room to spare.
-    if not os.access(_SHM_DIR, os.W_OK) or st.f_bavail * st.f_frsize < 4 * nbytes + (64 << 20):
+    return os.access(_SHM_DIR, os.W_OK) and st.f_bavail * st.f_frsize >= 4 * nbytes + (64 << 20)
+
+
+def _spill_prefix(nbytes: int) -> str | None:
+    """A unique file-name prefix in shared memory, or None if it is missing or too small."""
+    if not _shm_has_room(nbytes):
         return None
     return os.path.join(_SHM_DIR, f"syncflow-{os.getpid()}-{next(_counter)}")
 

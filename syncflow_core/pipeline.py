@@ -298,7 +298,7 @@ def _read(
         if feeder is not None and piece.num_rows:
             feeder.feed(with_row_ids(piece, feeder.rows))
 
-    streams = feeder is not None and isinstance(source, SqlSource) and source.streams
+    streams = feeder is not None and _streams(source)
     reader: Iterator[pa.Table] = iter(
         source.read(
             ent.source,
@@ -353,6 +353,11 @@ def _read(
             "durations": durations,
         },
     )
+
+
+def _streams(source: Any) -> bool:
+    """True when the source hands a chunk's rows on while they arrive (`SqlSource.streams`)."""
+    return isinstance(source, SqlSource) and source.streams
 
 
 def _unify_chunks(chunks: list[pa.Table]) -> pa.Table:
@@ -765,10 +770,9 @@ def sync_slice(
     parallel = ent.chunk_size >= DEFAULT_MIN_ROWS
     if parallel:
         start_pool()
-    source = rt.source(entity)
     # Only a streaming source gains (others hand over a chunk whole), and only its pieces are
     # typed alike (elsewhere a piece's all-NULL column may come typed otherwise).
-    streams = parallel and isinstance(source, SqlSource) and source.streams
+    streams = parallel and _streams(rt.source(entity))
 
     def feeder() -> PartFeeder | None:
         if not streams:
@@ -804,9 +808,7 @@ def sync_slice(
                 if after_chunk is not None:
                     after_chunk(counts)
             except BaseException:
-                for future in (stored, ahead):
-                    if future is not None:
-                        future.cancel()
+                stored.cancel()
                 _drop_read_ahead(ahead, next_fed)
                 raise
             if counts.complete or counts.paused:

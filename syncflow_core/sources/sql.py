@@ -225,7 +225,7 @@ class SqlSource:
                         cur.execute(set_settings_sql(len(settings)), settings)
                         cur.fetchall()
                     cur.execute(sql, params or None)
-                    if on_piece is None or self._engine.dialect.name != "postgresql":
+                    if on_piece is None:  # `read` passes it only when `streams`
                         return _plain_types(cur.fetch_arrow_table())
                     # ADBC decodes the COPY stream batch by batch: hand each on as it arrives.
                     reader = cur.fetch_record_batch()

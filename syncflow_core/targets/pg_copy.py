@@ -34,6 +34,7 @@ __all__ = [
     "local_setting",
     "lock_exclusive",
     "recreate_indexes",
+    "unique_index_on",
 ]
 
 _COPY_BATCH_ROWS = 100_000
@@ -149,6 +150,21 @@ def drop_indexes(dbapi_conn: Any, table: str, schema: str | None = None) -> list
     for nsp, idx, _ in rows:
         dbapi_conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(nsp, idx)))
     return [r[2] for r in rows]
+
+
+def unique_index_on(
+    dbapi_conn: Any, table: str, column: str, schema: str | None = None
+) -> str | None:
+    """The name of a valid, plain unique index on exactly ``column`` of ``table``, or None."""
+    row = dbapi_conn.execute(
+        "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+        "WHERE i.indrelid = %s::regclass AND i.indisunique AND i.indisvalid "
+        "AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL "
+        "AND a.attname = %s ORDER BY c.relname LIMIT 1",
+        (_qualified(table, schema).as_string(dbapi_conn), column),
+    ).fetchone()
+    return None if row is None else str(row[0])
 
 
 @contextmanager

@@ -599,19 +599,9 @@ class SqlTarget:
         (a GROUP BY over the whole table: ~1 s per 1M rows) can be skipped.
         """
         if self.dialect == "postgresql":
-            q = sa.text(
-                "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-                "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
-                "WHERE i.indrelid = CAST(:t AS regclass) AND i.indisunique AND i.indisvalid "
-                "AND i.indnatts = 1 AND i.indpred IS NULL AND i.indexprs IS NULL "
-                "AND a.attname = :c ORDER BY c.relname LIMIT 1"
-            )
-            qualified = f"{self.schema}.{name}" if self.schema else name
-            preparer = self.engine.dialect.identifier_preparer
-            quoted = ".".join(preparer.quote(part) for part in qualified.split("."))
             with self.engine.connect() as conn:
-                found = conn.execute(q, {"t": quoted, "c": KEY_HASH}).scalar_one_or_none()
-            return None if found is None else str(found)
+                raw = conn.connection.driver_connection
+                return pg_copy.unique_index_on(raw, name, KEY_HASH, self.schema)
         for index in sa.inspect(self.engine).get_indexes(name, schema=self.schema):
             partial = (index.get("dialect_options") or {}).get("sqlite_where") is not None
             if index.get("unique") and index.get("column_names") == [KEY_HASH] and not partial:
