@@ -1,5 +1,16 @@
 # The SyncFlow code-location image: serves syncflow_dagster.definitions over gRPC and runs
 # Dagster runs (K8sRunLauncher reuses this image for run pods).
+# Build stage: the wheel, with its one C extension (the hash loop), needs a compiler; the
+# runtime image does not.
+FROM python:3.11-slim AS build
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
+COPY syncflow_core ./syncflow_core
+COPY syncflow_dagster ./syncflow_dagster
+RUN pip wheel --no-deps --wheel-dir /wheels .
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -8,10 +19,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DAGSTER_HOME=/opt/dagster/home
 
 WORKDIR /opt/syncflow
-COPY pyproject.toml README.md ./
-COPY syncflow_core ./syncflow_core
-COPY syncflow_dagster ./syncflow_dagster
-RUN pip install . \
+COPY --from=build /wheels /wheels
+RUN pip install /wheels/*.whl \
     && mkdir -p "$DAGSTER_HOME" \
     && useradd --create-home --uid 10001 syncflow \
     && chown -R syncflow "$DAGSTER_HOME"

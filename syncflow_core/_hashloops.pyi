@@ -1,0 +1,7 @@
+from typing_extensions import Buffer
+
+BLAKE3_VERSION: str
+XXH_VERSION: int
+
+def digests(data: Buffer, offsets: Buffer, algorithm: int, skip_first_byte: bool, /) -> bytes:
+    """16-byte digests of each ``data[offsets[i]:offsets[i+1]]``, concatenated."""
