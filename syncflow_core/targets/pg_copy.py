@@ -105,9 +105,15 @@ def create_stage(dbapi_conn: Any, stage: str, like: str, schema: str | None = No
     )
 
 
-def analyze(dbapi_conn: Any, table: str) -> None:
-    """Collect planner statistics for a freshly loaded (staging) table."""
-    dbapi_conn.execute(sql.SQL("ANALYZE {}").format(sql.Identifier(table)))
+def analyze(dbapi_conn: Any, table: str, columns: Sequence[str] = ()) -> None:
+    """Collect planner statistics for a freshly loaded (staging) table.
+
+    With ``columns``, only theirs (plus the table's row count, which ANALYZE always sets).
+    """
+    q = sql.SQL("ANALYZE {}").format(sql.Identifier(table))
+    if columns:
+        q = sql.SQL("{} ({})").format(q, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    dbapi_conn.execute(q)
 
 
 def drop_stage(dbapi_conn: Any, stage: str) -> None:

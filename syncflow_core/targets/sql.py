@@ -785,7 +785,9 @@ class SqlTarget:
         pg_copy.create_stage(raw, stage, name, self.schema)
         pg_copy.copy_table(raw, stage, names, data)
         if data.num_rows >= 10_000:
-            pg_copy.analyze(raw, stage)  # the join below needs row estimates
+            # The join below needs the row count and the key's statistics, nothing else:
+            # sampling every column cost ~0.17 s per 100k staged rows.
+            pg_copy.analyze(raw, stage, [KEY_HASH])
         stg = sa.table(stage, *[sa.column(n) for n in names])
         # UPDATE ... FROM + anti-join INSERT instead of one INSERT ... ON CONFLICT: speculative
         # insertion costs an extra index probe per row (about 2x on a 1M-row load). Keys are

@@ -214,3 +214,20 @@ def test_updates_stay_on_their_page_and_leave_the_indexes_alone(target: SqlTarge
     assert upd == changed.num_rows
     assert hot >= 0.9 * upd
     assert _stored(target)[16]["_bridge_data_hash"] == _h(16, 2)
+
+
+def test_analyze_of_named_columns_still_counts_the_rows(target: SqlTarget) -> None:
+    """The staging table's ANALYZE samples the key only; the planner still gets its size."""
+    from syncflow_core.targets import pg_copy
+
+    with target.begin() as conn:
+        raw = conn.connection.driver_connection
+        raw.execute("CREATE TEMP TABLE st (k text, v text) ON COMMIT DROP")
+        raw.execute("INSERT INTO st SELECT md5(i::text), repeat('x', 50) "
+                    "FROM generate_series(1, 20000) i")
+        pg_copy.analyze(raw, "st", ["k"])
+        tuples = raw.execute("SELECT reltuples FROM pg_class WHERE relname = 'st'").fetchone()
+        stats = raw.execute("SELECT attname, n_distinct FROM pg_stats "
+                            "WHERE tablename = 'st' ORDER BY attname").fetchall()
+    assert tuples[0] == 20_000
+    assert stats == [("k", -1.0)]  # every key distinct; v was not sampled
