@@ -280,10 +280,13 @@ def _read(
     should_stop: Callable[[], bool] | None,
     planning: float = 0.0,
     feeder: PartFeeder | None = None,
+    on_end: Callable[[Any], None] | None = None,
 ) -> Batch:
     """Read ``(start, hi]`` of the planned slice. Touches only the source (safe on a thread).
 
     ``feeder`` gets the rows as they arrive, with the row ids the batch will give them.
+    ``on_end(end)`` learns where the read ends as soon as the last row is in, before the
+    chunks are put together (``end`` is the batch's ``info['end']``, decoded).
     """
     ent = plan.entity
     durations: dict[str, float] = {"extract": planning}
@@ -331,12 +334,15 @@ def _read(
             # Only a *full* chunk can have more behind it.
             complete = chunk.num_rows < ent.chunk_size
             break
+    # An incomplete read ended on a full keyed chunk: its last row is the batch's last.
+    end = bounds.hi if complete else _key_of_row(chunks[-1], src_keys, chunks[-1].num_rows - 1)
+    if on_end is not None:
+        on_end(end)
     raw = (
         _unify_chunks(chunks)
         if chunks
         else pa.table({c: pa.array([], pa.string()) for c in plan.source_types})
     )
-    end = bounds.hi if complete else _key_of_row(raw, src_keys, raw.num_rows - 1)
     stop()
     return Batch(
         {"raw": with_row_ids(raw)},
@@ -462,6 +468,16 @@ def _target_range(
     types = batch.info["source_types"]
     lo = _normalize_key(ent, types, decode_key(batch.info["start"]))
     hi = _normalize_key(ent, types, decode_key(batch.info["end"]))
+    return lo, hi
+
+
+def _target_bounds(
+    ent: EntityConfig, source_types: dict[str, str], start: Any, end: Any
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
+    """`_target_range` of a read's ``(start, end]`` before its batch exists (the same keys,
+    through the same encoding the batch's info keeps them in)."""
+    lo = _normalize_key(ent, source_types, decode_key(encode_key(start)))
+    hi = _normalize_key(ent, source_types, decode_key(encode_key(end)))
     return lo, hi
 
 
@@ -780,22 +796,39 @@ def sync_slice(
         return PartFeeder(partial(prepare_part, entity=ent, source_types=plan.source_types))
 
     fed = feeder()
-    try:
-        batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed)
-    except BaseException:
-        _drop_read_ahead(None, fed)
-        raise
-    if not parallel and batch.table("raw").num_rows >= DEFAULT_MIN_ROWS:
-        start_pool()  # NULL-key rows made a small chunk big; still no thread runs
     with ThreadPoolExecutor(2, thread_name_prefix="syncflow-read") as readers:
+        # The first chunk's stored identities are read as soon as its last key is known, on
+        # a connection opened while the source is read (later chunks' reads overlap anyway).
+        first_stored: list[Future[pa.Table]] = []
+        warm = readers.submit(rt.target.open_reader) if parallel else None
+
+        def read_first_identities(end: Any) -> None:
+            lo, hi = _target_bounds(ent, plan.source_types, start, end)
+            first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi))
+
+        try:
+            batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
+                          read_first_identities if parallel else None)
+        except BaseException:
+            _drop_read_ahead(None, fed)
+            for f in first_stored:
+                f.cancel()
+            raise
+        if warm is not None:
+            warm.result()  # a failed connect is reported here, not lost on the thread
+        if not parallel and batch.table("raw").num_rows >= DEFAULT_MIN_ROWS:
+            start_pool()  # NULL-key rows made a small chunk big; still no thread runs
         while True:
             ahead: Future[Batch] | None = None
             next_fed = feeder()
             if not batch.info["complete"]:
                 end = decode_key(batch.info["end"])
                 ahead = readers.submit(_read, rt, plan, end, 1, None, 0.0, next_fed)
-            lo, hi = _target_range(ent, batch)
-            stored = readers.submit(_stored_identities, rt, ent, lo, hi)
+            if first_stored:
+                stored = first_stored.pop()
+            else:
+                lo, hi = _target_range(ent, batch)
+                stored = readers.submit(_stored_identities, rt, ent, lo, hi)
             try:
                 batch = prepare_batch(rt, entity, batch, fed=fed)
                 waited = time.perf_counter()
