@@ -46,7 +46,15 @@ import pyarrow.compute as pc
 from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, REF, ROWVERSION
 from syncflow_core.rejects import ROW_ID, empty_reject_specs, reject_specs
 
-__all__ = ["STORED_SCHEMA", "DeltaResult", "Strategy", "classify", "empty_stored"]
+__all__ = [
+    "STORED_SCHEMA",
+    "DeltaResult",
+    "IncomingIndex",
+    "Strategy",
+    "classify",
+    "empty_stored",
+    "index_incoming",
+]
 
 Strategy = Literal["full", "rowversion", "hash"]
 
@@ -303,29 +311,29 @@ def _differs(a: pa.Array, b: pa.Array) -> np.ndarray:
     return ~np.asarray(eq.to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def classify(
-    incoming: pa.Table,
-    stored: pa.Table,
-    strategy: Strategy,
-    *,
-    rowversion_field: str | None,
-    complete_scope: bool = True,
-) -> DeltaResult:
-    """Split identified ``incoming`` rows against ``stored`` identities (`STORED_SCHEMA`).
+@dataclass(frozen=True)
+class IncomingIndex:
+    """The incoming side of `classify`, built before the stored identities are needed (the
+    pipeline builds it while they are still being read): duplicate keys resolved, join keys
+    sorted."""
 
-    ``stored`` must hold the identities of exactly the key range the batch covers when
-    ``complete_scope`` is true (deletes are computed from it for ``full``/``hash``).
-    """
-    if strategy not in ("full", "rowversion", "hash"):
-        raise ValueError(f"unknown delta strategy {strategy!r}")
+    incoming: pa.Table
+    """The rows it was built from."""
+    rows: pa.Table
+    """``incoming`` without the rows that lost a duplicate-key contest."""
+    words: _Words
+    ordered: _SortedKeys
+    unique: bool
+    """Join keys of ``rows`` unique (else `classify` joins the full hex strings)."""
+    rejects: pa.Table
+    superseded: int
+
+
+def index_incoming(incoming: pa.Table, rowversion_field: str | None) -> IncomingIndex:
+    """Index identified rows for `classify` (duplicate keys become rejects here)."""
     for col in (KEY_HASH, DATA_HASH):
         if col not in incoming.column_names:
             raise ValueError(f"incoming rows lack {col}: run identity first")
-    missing = [c for c in (KEY_HASH, DATA_HASH, ROWVERSION, DELETED_AT)
-               if c not in stored.column_names]
-    if missing:
-        raise ValueError(f"stored identities lack {', '.join(missing)}")
-
     iw_all = _key_words(incoming.column(KEY_HASH), "incoming")
     ik_all = _join_key(iw_all)
     ordered = _SortedKeys(ik_all)
@@ -337,7 +345,36 @@ def classify(
         # Full keys are unique now; distinct hashes sharing a join key are all but impossible.
         ordered = _SortedKeys(ik_all[keep])
         unique = ordered.unique()
-    del ik_all, keep  # 1M rows: 9 MB that the join does not need
+    return IncomingIndex(incoming, rows, iw, ordered, unique, rejects, superseded)
+
+
+def classify(
+    incoming: pa.Table,
+    stored: pa.Table,
+    strategy: Strategy,
+    *,
+    rowversion_field: str | None,
+    complete_scope: bool = True,
+    index: IncomingIndex | None = None,
+) -> DeltaResult:
+    """Split identified ``incoming`` rows against ``stored`` identities (`STORED_SCHEMA`).
+
+    ``stored`` must hold the identities of exactly the key range the batch covers when
+    ``complete_scope`` is true (deletes are computed from it for ``full``/``hash``).
+    ``index``: `index_incoming` of these very rows, when the caller built it already.
+    """
+    if strategy not in ("full", "rowversion", "hash"):
+        raise ValueError(f"unknown delta strategy {strategy!r}")
+    missing = [c for c in (KEY_HASH, DATA_HASH, ROWVERSION, DELETED_AT)
+               if c not in stored.column_names]
+    if missing:
+        raise ValueError(f"stored identities lack {', '.join(missing)}")
+    if index is None:
+        index = index_incoming(incoming, rowversion_field)
+    elif index.incoming is not incoming:
+        raise ValueError("the incoming index was built for other rows")
+    rows, iw, ordered, unique = index.rows, index.words, index.ordered, index.unique
+    rejects, superseded = index.rejects, index.superseded
 
     sw = _key_words(stored.column(KEY_HASH), "stored")
     joined = _join_indices(iw, sw, ordered) if unique else None
@@ -347,7 +384,7 @@ def classify(
             stored.column(KEY_HASH).combine_chunks().cast(pa.string()),
         )
     mi, ms, only_s = joined
-    del joined, ordered, iw, sw
+    del joined, sw
 
     n = rows.num_rows
     write = np.ones(n, bool)  # new keys are inserts; matched ones decided below

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from syncflow_core.batch import Batch, StageResult
 from syncflow_core.config import EntityConfig, check_source_columns
-from syncflow_core.delta import classify, empty_stored
+from syncflow_core.delta import IncomingIndex, classify, empty_stored, index_incoming
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
     KEY_HASH,
@@ -491,12 +491,19 @@ def _stored_identities(
 
 
 def delta_batch(
-    rt: Runtime, entity: str, slice_key: str, batch: Batch, *, stored: pa.Table | None = None
+    rt: Runtime,
+    entity: str,
+    slice_key: str,
+    batch: Batch,
+    *,
+    stored: pa.Table | None = None,
+    index: IncomingIndex | None = None,
 ) -> Batch:
     """Classify against what the target holds in the batch's key range.
 
     tables: ``upserts`` (with an op column i/u), ``deletes`` (key hashes), ``rejects``.
-    ``stored``: the target's identities of that range when the caller read them already.
+    ``stored``: the target's identities of that range when the caller read them already;
+    ``index``: `index_incoming` of the batch's rows when the caller built it already.
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
@@ -507,7 +514,8 @@ def delta_batch(
     if stored is None:
         stored = _stored_identities(rt, ent, lo, hi)
     result = classify(
-        rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field, complete_scope=True
+        rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field,
+        complete_scope=True, index=index,
     )
     upserts = _concat(
         [
@@ -832,9 +840,11 @@ def sync_slice(
             try:
                 batch = prepare_batch(rt, entity, batch, fed=fed)
                 waited = time.perf_counter()
+                # The incoming side of the delta while the stored side is still being read.
+                index = index_incoming(batch.table("rows"), ent.rowversion_field)
                 known = stored.result()
                 batch.info["durations"]["delta"] = time.perf_counter() - waited
-                batch = delta_batch(rt, entity, slice_key, batch, stored=known)
+                batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index)
                 batch = resolve_batch(rt, entity, batch)
                 counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop)
                 total.add(counts)

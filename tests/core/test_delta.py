@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from syncflow_core.config import EntityConfig
-from syncflow_core.delta import STORED_SCHEMA, classify, empty_stored
+from syncflow_core.delta import STORED_SCHEMA, classify, empty_stored, index_incoming
 from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, ROWVERSION, identify
 from syncflow_core.rejects import ROW_ID
 
@@ -121,6 +121,29 @@ def test_the_strictly_highest_rowversion_wins_a_duplicate() -> None:
     assert r.inserts.column("price").to_pylist() == [2, 1]
     assert r.superseded == 2
     assert r.rejects.num_rows == 0
+
+
+def test_an_index_built_ahead_classifies_exactly_like_classify_alone() -> None:
+    """The pipeline indexes the incoming rows while the stored side is still being read."""
+    rows = [*INCOMING, ("D", 1, 1), ("D", 2, 5), ("E", 1, 3), ("E", 2, 3)]
+    b = batch(rows)
+    stored = stored_from(STORED, deleted={"DEAD"})
+    for strategy in ("hash", "full", "rowversion"):
+        alone = classify(b, stored, strategy, rowversion_field="rv")
+        ahead = classify(b, stored, strategy, rowversion_field="rv",
+                         index=index_incoming(b, "rv"))
+        assert codes(ahead.inserts) == codes(alone.inserts) == ["NEW", "D"]
+        assert codes(ahead.updates) == codes(alone.updates)
+        assert ahead.deletes.to_pylist() == alone.deletes.to_pylist()
+        assert ahead.rejects.equals(alone.rejects) and ahead.rejects.num_rows == 2  # E, E
+        assert (ahead.unchanged, ahead.superseded) == (alone.unchanged, alone.superseded)
+
+
+def test_an_index_of_other_rows_is_refused() -> None:
+    b = batch(INCOMING)
+    other = index_incoming(batch(INCOMING), "rv")
+    with pytest.raises(ValueError, match="other rows"):
+        classify(b, stored_from(STORED), "hash", rowversion_field="rv", index=other)
 
 
 def test_without_a_rowversion_field_duplicates_are_rejected() -> None:
