@@ -1,5 +1,5 @@
-"""Build of the one compiled module, ``syncflow_core._hashloops`` (everything else is in
-pyproject.toml).
+"""Build of the compiled modules (everything else is in pyproject.toml):
+``syncflow_core._hashloops`` (the hash loop) and ``syncflow_core._numscan`` (text numbers).
 
 BLAKE3's SIMD code is picked at run time by its own dispatcher (CPUID): on x86-64 Unix the
 upstream assembly files are handed to the compiler driver, which assembles them; on AArch64 the
@@ -40,6 +40,11 @@ setup(
             extra_objects=extra_objects,
             define_macros=macros,
             extra_compile_args=["-O3"] if unix else [],
-        )
+        ),
+        Extension(
+            "syncflow_core._numscan",
+            sources=[f"{NATIVE}/numscan.c"],
+            extra_compile_args=["-O3"] if unix else [],
+        ),
     ]
 )

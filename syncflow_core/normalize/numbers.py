@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -36,10 +37,17 @@ import pyarrow.compute as pc
 
 from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig
-from syncflow_core.normalize.bytescan import delete_byte, row_bytes
+from syncflow_core.normalize.bytescan import RowBytes, delete_byte, row_bytes
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
 from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
+
+try:
+    from syncflow_core import _numscan as _compiled
+
+    _numscan: ModuleType | None = _compiled
+except ImportError:  # built without a C compiler: the numpy reference below
+    _numscan = None
 
 __all__ = ["STAGE", "parse_number_text", "parse_numbers"]
 
@@ -127,16 +135,38 @@ def _simple_values(values: pa.Array, dec: str, scale: int, precision: int | None
     ``ok`` marks rows that are exactly ``^[+-]?(?:\\d{1,3}(?:G\\d{3})+|\\d+)(?:D\\d+)?$``
     (G/D the grouping/decimal separators), with at most ``scale`` fractional digits, at most
     18 digits in all at that scale and (with ``precision``) a value below 10**precision.
+    Where ``ok`` is false the value means nothing. Read in C (`syncflow_core._numscan`, one
+    pass per row) where it was built, else with numpy (`_simple_values_numpy`, the reference).
     """
+    rb, candidate = _candidates(values)
+    if _numscan is None:
+        return _simple_values_numpy(rb, candidate, dec, scale, precision)
+    grp = "," if dec == "." else "."
+    raw_values, raw_ok = _numscan.simple_decimals(
+        rb.data, rb.offsets, candidate.view(np.uint8), ord(dec), ord(grp), scale,
+        -1 if precision is None else precision,
+    )
+    return np.frombuffer(raw_values, np.int64), np.frombuffer(raw_ok, np.bool_)
+
+
+def _candidates(values: pa.Array) -> tuple[RowBytes, BoolMask]:
+    """The rows' bytes and which rows may have the common shape (valid, 1-24 bytes)."""
     rb = row_bytes(values)
-    n = rb.n
-    out = np.zeros(n, np.int64)
-    ok = np.zeros(n, np.bool_)
     lengths = rb.lengths
     # A null slot may still hold bytes (kernels are free to leave them): mask by validity.
     candidate = (lengths > 0) & (lengths <= _MAX_WIDTH)
     if values.null_count:
         candidate &= bool_mask(pc.is_valid(values))
+    return rb, candidate
+
+
+def _simple_values_numpy(rb: RowBytes, candidate: BoolMask, dec: str, scale: int,
+                         precision: int | None) -> tuple[npt.NDArray[np.int64], BoolMask]:
+    """`_simple_values` with numpy: a (width, rows) block of the candidates' bytes."""
+    n = rb.n
+    out = np.zeros(n, np.int64)
+    ok = np.zeros(n, np.bool_)
+    lengths = rb.lengths
     pos = np.flatnonzero(candidate)
     if not len(pos):
         return out, ok
