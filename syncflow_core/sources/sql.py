@@ -13,8 +13,11 @@ lossless text rather than failing or dropping values.
 
 from __future__ import annotations
 
+import contextlib
 import decimal
+import queue
 import re
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -31,6 +34,46 @@ from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_tab
 __all__ = ["SqlSource"]
 
 _ADBC_DIALECTS = ("postgresql", "sqlite")
+
+
+_AHEAD_BATCHES = 8  # decoded record batches waiting for the consumer (a few MB each)
+
+
+def _decoded_ahead(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+    """``reader``'s batches, decoded on a thread while the caller works on the previous ones.
+
+    ADBC decodes the COPY stream in whichever thread asks for the next batch, without the
+    GIL; iterated directly, decoding and the caller's work on each batch take turns.
+    """
+    ready: queue.Queue[pa.RecordBatch | BaseException | None] = queue.Queue(_AHEAD_BATCHES)
+    stop = threading.Event()
+
+    def decode() -> None:
+        try:
+            for rb in reader:
+                if stop.is_set():
+                    return
+                ready.put(rb)
+            ready.put(None)
+        except BaseException as exc:  # re-raised in the consumer
+            ready.put(exc)
+
+    worker = threading.Thread(target=decode, name="syncflow-decode", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = ready.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while worker.is_alive():  # unblock a full queue so the thread sees the stop
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.05)
+        worker.join()
 
 
 class SqlSource:
@@ -230,7 +273,7 @@ class SqlSource:
                     # ADBC decodes the COPY stream batch by batch: hand each on as it arrives.
                     reader = cur.fetch_record_batch()
                     batches = []
-                    for rb in reader:
+                    for rb in _decoded_ahead(reader):
                         batches.append(rb)
                         on_piece(_plain_types(pa.Table.from_batches([rb])))
                     return _plain_types(pa.Table.from_batches(batches, reader.schema))
