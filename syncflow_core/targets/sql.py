@@ -731,7 +731,8 @@ class SqlTarget:
             marks = {BATCH_ID: batch_id, SYNCED_AT: synced_at.isoformat()}
             with pg_copy.column_defaults(raw, name, marks, self.schema):
                 # The marks come from the defaults; `_bridge_deleted_at` stays NULL.
-                pg_copy.copy_table(raw, name, data.column_names, data, self.schema)
+                pg_copy.copy_table(raw, name, data.column_names, data, self.schema,
+                                   self._columns(name))
             pg_copy.recreate_indexes(raw, definitions)
             return n
         rest = data
@@ -777,7 +778,7 @@ class SqlTarget:
         full = data
         for col, values in marks.items():
             full = full.append_column(col, values)
-        pg_copy.copy_table(raw, name, full.column_names, full, self.schema)
+        pg_copy.copy_table(raw, name, full.column_names, full, self.schema, self._columns(name))
 
     def _stage_upsert(
         self,
@@ -792,7 +793,7 @@ class SqlTarget:
         stage = f"sf_stage_{uuid.uuid4().hex[:16]}"
         names = data.column_names
         pg_copy.create_stage(raw, stage, name, self.schema)
-        pg_copy.copy_table(raw, stage, names, data)
+        pg_copy.copy_table(raw, stage, names, data, types=self._columns(name))  # LIKE name
         if data.num_rows >= 10_000:
             # The join below needs the row count and the key's statistics, nothing else:
             # sampling every column cost ~0.17 s per 100k staged rows.
