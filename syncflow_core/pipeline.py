@@ -280,14 +280,13 @@ def _read(
     should_stop: Callable[[], bool] | None,
     planning: float = 0.0,
     feeder: PartFeeder | None = None,
-    on_end: Callable[[Any, int], None] | None = None,
+    on_end: Callable[[Any], None] | None = None,
 ) -> Batch:
     """Read ``(start, hi]`` of the planned slice. Touches only the source (safe on a thread).
 
     ``feeder`` gets the rows as they arrive, with the row ids the batch will give them.
-    ``on_end(end, rows)`` learns where the read ends and how many rows it got as soon as the
-    last row is in, before the chunks are put together (``end`` is the batch's
-    ``info['end']``, decoded).
+    ``on_end(end)`` learns where the read ends as soon as the last row is in, before the
+    chunks are put together (``end`` is the batch's ``info['end']``, decoded).
     """
     ent = plan.entity
     durations: dict[str, float] = {"extract": planning}
@@ -338,7 +337,7 @@ def _read(
     # An incomplete read ended on a full keyed chunk: its last row is the batch's last.
     end = bounds.hi if complete else _key_of_row(chunks[-1], src_keys, chunks[-1].num_rows - 1)
     if on_end is not None:
-        on_end(end, sum(c.num_rows for c in chunks))
+        on_end(end)
     raw = (
         _unify_chunks(chunks)
         if chunks
@@ -482,25 +481,12 @@ def _target_bounds(
     return lo, hi
 
 
-# Stored identities of a chunk this big are read in two parts at once (two server processes,
-# two decoders): the read sits between the chunk's prepare and its delta, with cores idle.
-_SPLIT_IDENTITIES_ROWS = 200_000
-_IDENTITY_READERS = 2
-
-
 def _stored_identities(
-    rt: Runtime,
-    ent: EntityConfig,
-    lo: tuple[Any, ...] | None,
-    hi: tuple[Any, ...] | None,
-    rows: int = 0,
+    rt: Runtime, ent: EntityConfig, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
 ) -> pa.Table:
-    """What the target holds in ``(lo, hi]``, for a chunk of about ``rows`` incoming rows.
-    Touches only the target (safe on a thread)."""
+    """What the target holds in ``(lo, hi]``. Touches only the target (safe on a thread)."""
     if rt.target.table_exists(ent.table_name):
-        parts = _IDENTITY_READERS if rows >= _SPLIT_IDENTITIES_ROWS else 1
-        return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi,
-                                         parts)
+        return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     return empty_stored()
 
 
@@ -822,11 +808,11 @@ def sync_slice(
         # The first chunk's stored identities are read as soon as its last key is known, on
         # a connection opened while the source is read (later chunks' reads overlap anyway).
         first_stored: list[Future[pa.Table]] = []
-        warm = readers.submit(rt.target.open_reader, _IDENTITY_READERS) if parallel else None
+        warm = readers.submit(rt.target.open_reader) if parallel else None
 
-        def read_first_identities(end: Any, rows: int) -> None:
+        def read_first_identities(end: Any) -> None:
             lo, hi = _target_bounds(ent, plan.source_types, start, end)
-            first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi, rows))
+            first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi))
 
         try:
             batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
@@ -850,8 +836,7 @@ def sync_slice(
                 stored = first_stored.pop()
             else:
                 lo, hi = _target_range(ent, batch)
-                stored = readers.submit(_stored_identities, rt, ent, lo, hi,
-                                        batch.table("raw").num_rows)
+                stored = readers.submit(_stored_identities, rt, ent, lo, hi)
             try:
                 batch = prepare_batch(rt, entity, batch, fed=fed)
                 waited = time.perf_counter()

@@ -31,7 +31,6 @@ import itertools
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -229,10 +228,8 @@ class SqlTarget:
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"target: unsupported database {self.dialect!r}")
         self._types: dict[str, dict[str, ColumnType]] = {}
-        # ADBC connections for reads (PostgreSQL): one per concurrent read, reused.
-        self._adbc_all: list[Any] = []
-        self._adbc_idle: list[Any] = []
-        self._adbc_lock = threading.Lock()
+        self._adbc: Any = None
+        self._adbc_lock = threading.Lock()  # reads may open it from two threads at once
 
     # ------------------------------------------------------------------ plumbing
 
@@ -258,10 +255,9 @@ class SqlTarget:
 
     def close(self) -> None:
         """Close the ADBC connection and dispose of the engine."""
-        with self._adbc_lock:
-            conns, self._adbc_all, self._adbc_idle = self._adbc_all, [], []
-        for c in conns:
-            c.close()
+        if self._adbc is not None:
+            self._adbc.close()
+            self._adbc = None
         self.engine.dispose()
 
     @contextmanager
@@ -272,39 +268,19 @@ class SqlTarget:
             with self.engine.begin() as own:
                 yield own
 
-    @contextmanager
-    def _adbc_conn(self) -> Iterator[Any]:
-        """An ADBC connection of this thread's own until the block ends (opened if none is
-        idle). Safe on any thread."""
+    def _adbc_conn(self) -> Any:
         with self._adbc_lock:
-            conn = self._adbc_idle.pop() if self._adbc_idle else None
-        if conn is None:
-            conn = self._adbc_open()
-        try:
-            yield conn
-        finally:
-            with self._adbc_lock:
-                self._adbc_idle.append(conn)
+            if self._adbc is None:
+                import adbc_driver_postgresql.dbapi as adbc
 
-    def _adbc_open(self) -> Any:
-        import adbc_driver_postgresql.dbapi as adbc
+                self._adbc = adbc.connect(pg_copy.adbc_uri(self.engine.url), autocommit=True)
+            return self._adbc
 
-        conn = adbc.connect(pg_copy.adbc_uri(self.engine.url), autocommit=True)
-        with self._adbc_lock:
-            self._adbc_all.append(conn)
-        return conn
-
-    def open_reader(self, connections: int = 1) -> None:
-        """Open the connections identity reads use now (PostgreSQL: ADBC, ~0.05-0.1 s each with
-        its type catalogue), so that the first reads do not wait for them. Safe on a thread."""
-        if self.dialect != "postgresql":
-            return
-        with self._adbc_lock:
-            missing = connections - len(self._adbc_all)
-        for _ in range(missing):
-            conn = self._adbc_open()
-            with self._adbc_lock:
-                self._adbc_idle.append(conn)
+    def open_reader(self) -> None:
+        """Open the connection identity reads use now (PostgreSQL: ADBC, ~0.05-0.1 s with its
+        type catalogue), so that the first read does not wait for it. Safe on a thread."""
+        if self.dialect == "postgresql":
+            self._adbc_conn()
 
     def _reflect(self, conn: sa.Connection, name: str) -> dict[str, ColumnType]:
         if self.dialect == "postgresql":
@@ -528,17 +504,10 @@ class SqlTarget:
         key_fields: Sequence[str],
         lo: tuple[Any, ...] | None,
         hi: tuple[Any, ...] | None,
-        parts: int = 1,
     ) -> pa.Table:
         """Identities of the rows whose business key is in ``(lo, hi]`` (None = unbounded),
         soft-deleted rows included: `_bridge_key_hash`, `_bridge_data_hash`,
-        `_bridge_rowversion`, `_bridge_deleted_at`.
-
-        ``parts`` > 1 (PostgreSQL): read that many disjoint ranges of the key hash at once, each
-        on its own connection. The server's per-row output and ADBC's decoding are most of a
-        big read, and each part's server process and decoder then run on a core of their own.
-        The rows come in no particular order either way.
-        """
+        `_bridge_rowversion`, `_bridge_deleted_at`."""
         for k in key_fields:
             _ident(k, "business key field")
         cols = self._require(name)
@@ -549,28 +518,14 @@ class SqlTarget:
         if hi is not None:
             conds.append(self._key_condition(table, cols, key_fields, hi, "<="))
         q = sa.select(*[table.c[c] for c in IDENTITY_COLUMNS]).where(*conds)
-        schema = self._identity_schema(cols)
-        parts = max(1, min(parts, 16)) if self.dialect == "postgresql" else 1
-        if parts == 1:
-            return self._fetch(q, schema)
-        # Cut points on the first hex digit: any total order of the text splits the hashes
-        # into disjoint ranges that cover them all, whatever the column's collation.
-        cuts = [format(16 * i // parts, "x") for i in range(1, parts)]
-        key = table.c[KEY_HASH]
-        queries = [q.where(key < cuts[0])]
-        queries += [q.where(key >= a, key < b) for a, b in itertools.pairwise(cuts)]
-        queries.append(q.where(key >= cuts[-1]))
-        with ThreadPoolExecutor(parts, thread_name_prefix="syncflow-identities") as pool:
-            got = list(pool.map(lambda part: self._fetch(part, schema), queries))
-        return pa.concat_tables(got)
+        return self._fetch(q, self._identity_schema(cols))
 
     def _fetch(self, q: sa.Select[Any], schema: pa.Schema) -> pa.Table:
         if self.dialect == "postgresql":
             q, settings = binds_as_settings(q)  # no parameters left: ADBC's COPY path
             compiled = q.compile(dialect=_PG_PARAMS)
             params = [compiled.params[n] for n in compiled.positiontup or ()]
-            with self._adbc_conn() as conn:
-                got = pg_copy.fetch_arrow(conn, str(compiled), params, settings)
+            got = pg_copy.fetch_arrow(self._adbc_conn(), str(compiled), params, settings)
             return pa.table(
                 [got.column(i).cast(f.type) for i, f in enumerate(schema)], schema=schema
             )

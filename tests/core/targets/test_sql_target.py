@@ -234,23 +234,6 @@ def test_read_identities_key_range_bounds(target: SqlTarget) -> None:
     assert ids.column("_bridge_data_hash").to_pylist() == [_h("c2", 1)]
 
 
-@pytest.mark.parametrize("parts", [2, 3, 5, 16])
-def test_identities_read_in_parts_are_the_same_rows(target: SqlTarget, parts: int) -> None:
-    """A big read split over connections by key-hash range loses and doubles nothing."""
-    specs = [(r, n, f"c{n}") for r in ("EU", "US", "ZA") for n in range(1, 60)]
-    target.ensure_table("orders", SCHEMA, KEYS)
-    target.write("orders", _rows(specs), NO_DELETES, "run-1", T1)
-    target.write("orders", _rows([])[:0], pa.array([_h("US", 2)]), "run-2", T2)
-
-    def rows(lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None, n: int) -> list[Any]:
-        got = target.read_identities("orders", KEYS, lo, hi, parts=n)
-        return sorted(got.to_pylist(), key=lambda r: r["_bridge_key_hash"])
-
-    for lo, hi in [(None, None), (("EU", 30), ("US", 2)), (("US", 1), None)]:
-        whole = rows(lo, hi, 1)
-        assert whole and rows(lo, hi, parts) == whole
-
-
 def test_read_identities_single_key_of_every_bound_type(target: SqlTarget) -> None:
     schema = pa.schema([("d", pa.date32()), ("ts", pa.timestamp("us", tz="UTC")),
                         ("amt", pa.decimal128(10, 2)), ("_bridge_key_hash", pa.string())])
