@@ -21,7 +21,12 @@ Duplicates: incoming rows sharing a key hash are all rejected (stage ``delta``, 
 ``duplicate_key``) unless a row-version field exists and exactly one of them has the strictly
 highest row version: that row goes on, the others are counted as ``superseded``.
 
-The join: the 32 hex bytes of each key hash are viewed (zero-copy, per chunk, nothing decoded)
+The join: where the package was built with it, a compiled hash join (`syncflow_core._keyjoin`)
+compares all 32 bytes of the key hashes and the data hashes in one pass per side (~0.13 s per
+1M x 1M against ~0.28 s for the numpy join below, which stays as the fallback and decides
+whenever the compiled one gives up: a key twice on a side, a null or odd data hash).
+
+The numpy join: the 32 hex bytes of each key hash are viewed (zero-copy, per chunk, nothing decoded)
 as four uint64 words; two words mixed into one uint64 are the join key. Both sides' join keys
 are argsorted (the incoming sort doubles as the duplicate test) and the sorted stored keys are
 binary-searched in the sorted incoming ones; matched pairs are then verified on all four words,
@@ -37,6 +42,7 @@ more peak memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -44,6 +50,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, REF, ROWVERSION
+
+try:
+    from syncflow_core import _keyjoin as _compiled
+
+    _keyjoin: ModuleType | None = _compiled
+except ImportError:  # built without a C compiler: the numpy join below
+    _keyjoin = None
 from syncflow_core.rejects import ROW_ID, empty_reject_specs, reject_specs
 
 __all__ = [
@@ -231,6 +244,30 @@ def _join_indices(
     return mi, ms, np.sort(sk.order[~hit])
 
 
+def _flat(words: _Words) -> np.ndarray:
+    """All rows' 32 bytes in one contiguous (n, 4) array (a copy only if chunked)."""
+    if len(words.views) == 1:
+        return np.ascontiguousarray(words.views[0])
+    if not words.views:
+        return np.zeros((0, 4), np.uint64)
+    return np.concatenate(words.views)
+
+
+def _native_join(
+    iw: _Words, sw: _Words, idw: _Words | None, sdw: _Words | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(incoming idx, stored idx, stored-only idx, data changed) from the compiled join, or
+    None: not built, a data hash that is null or odd, or a key twice on a side."""
+    if _keyjoin is None or idw is None or sdw is None:
+        return None
+    got = _keyjoin.join(_flat(iw), _flat(idw), _flat(sw), _flat(sdw))
+    if got is None:
+        return None
+    mi, ms, only, changed = got
+    return (np.frombuffer(mi, np.int64), np.frombuffer(ms, np.int64),
+            np.frombuffer(only, np.int64), np.frombuffer(changed, np.bool_))
+
+
 def _join_strings(
     inc_keys: pa.Array, st_keys: pa.Array
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -377,14 +414,26 @@ def classify(
     rejects, superseded = index.rejects, index.superseded
 
     sw = _key_words(stored.column(KEY_HASH), "stored")
-    joined = _join_indices(iw, sw, ordered) if unique else None
-    if joined is None:
-        joined = _join_strings(
-            rows.column(KEY_HASH).combine_chunks().cast(pa.string()),
-            stored.column(KEY_HASH).combine_chunks().cast(pa.string()),
-        )
-    mi, ms, only_s = joined
-    del joined, sw
+    idw = sdw = None
+    if strategy == "hash":
+        idw, sdw = _words(rows.column(DATA_HASH)), _words(stored.column(DATA_HASH))
+    # The compiled hash join where it was built (data hashes compared on the way); it gives
+    # up (None) on anything unusual, and the numpy join below decides.
+    native = _native_join(iw, sw, idw if strategy == "hash" else iw,
+                          sdw if strategy == "hash" else sw)
+    native_changed = None
+    if native is not None:
+        mi, ms, only_s, native_changed = native
+    else:
+        joined = _join_indices(iw, sw, ordered) if unique else None
+        if joined is None:
+            joined = _join_strings(
+                rows.column(KEY_HASH).combine_chunks().cast(pa.string()),
+                stored.column(KEY_HASH).combine_chunks().cast(pa.string()),
+            )
+        mi, ms, only_s = joined
+        del joined
+    del sw
 
     n = rows.num_rows
     write = np.ones(n, bool)  # new keys are inserts; matched ones decided below
@@ -397,8 +446,9 @@ def classify(
         else:
             undelete = pc.is_valid(deleted).to_numpy(zero_copy_only=False)[ms]
         if strategy == "hash":
-            idw, sdw = _words(rows.column(DATA_HASH)), _words(stored.column(DATA_HASH))
-            if idw is not None and sdw is not None:
+            if native_changed is not None:
+                changed = native_changed
+            elif idw is not None and sdw is not None:
                 changed = ~_same(idw, mi, sdw, ms)
             else:  # nulls or odd lengths somewhere: compare as strings
                 changed = _differs(

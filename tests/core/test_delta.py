@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from syncflow_core import delta
 from syncflow_core.config import EntityConfig
 from syncflow_core.delta import STORED_SCHEMA, classify, empty_stored, index_incoming
 from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, ROWVERSION, identify
@@ -163,7 +164,35 @@ def test_stored_table_with_bad_hashes_is_a_clear_error() -> None:
         classify(batch([("A", 1, 1)]), bad, "hash", rowversion_field=None)
 
 
-def test_prefix_collisions_fall_back_to_full_keys() -> None:
+@pytest.fixture(params=["compiled", "numpy"])
+def join_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on the compiled hash join and on the numpy join it stands in for."""
+    if request.param == "compiled":
+        assert delta._keyjoin is not None, "the package was built without the compiled join"
+    else:
+        monkeypatch.setattr(delta, "_keyjoin", None)
+    return str(request.param)
+
+
+def test_compiled_join_refuses_a_key_twice_and_odd_buffers() -> None:
+    from syncflow_core import _keyjoin
+
+    a, b = b"a" * 32, b"b" * 32
+    assert _keyjoin.join(a + b, a + b, b + a, b + b) is not None
+    assert _keyjoin.join(a + a, a + b, b, b) is None  # incoming twice
+    assert _keyjoin.join(a + b, a + b, a + a, a + b) is None  # stored twice
+    with pytest.raises(ValueError, match="32-byte"):
+        _keyjoin.join(a, a, b"short", b"short")
+
+
+def test_a_stored_key_twice_is_a_clear_error_either_way(join_impl: str) -> None:
+    inc = batch([("A", 1, 1)])
+    twice = stored_from([("A", 1, 1), ("A", 1, 1)])
+    with pytest.raises(ValueError, match="duplicate"):
+        classify(inc, twice, "hash", rowversion_field=None)
+
+
+def test_prefix_collisions_fall_back_to_full_keys(join_impl: str) -> None:
     # Two different stored keys sharing the first 64 bits with incoming keys: the uint64 join
     # pairs them wrongly; classify must notice and still give the right answer.
     inc = batch([("A", 1, 1), ("B", 2, 1)])
@@ -185,8 +214,18 @@ def test_prefix_collisions_fall_back_to_full_keys() -> None:
 )
 @settings(max_examples=80, deadline=None)
 def test_hash_strategy_matches_a_dictionary_model(inc: dict[str, int], old: dict[str, int]) -> None:
-    r = classify(batch([(k, v, 1) for k, v in inc.items()]),
-                 stored_from([(k, v, 1) for k, v in old.items()]), "hash", rowversion_field="rv")
+    for compiled in (delta._keyjoin, None):
+        _check_against_model(inc, old, compiled)
+
+
+def _check_against_model(inc: dict[str, int], old: dict[str, int], compiled: Any) -> None:
+    saved, delta._keyjoin = delta._keyjoin, compiled  # both joins, same expectations
+    try:
+        r = classify(batch([(k, v, 1) for k, v in inc.items()]),
+                     stored_from([(k, v, 1) for k, v in old.items()]), "hash",
+                     rowversion_field="rv")
+    finally:
+        delta._keyjoin = saved
     assert sorted(codes(r.inserts)) == sorted(k for k in inc if k not in old)
     assert sorted(codes(r.updates)) == sorted(k for k in inc if k in old and old[k] != inc[k])
     assert r.unchanged == sum(1 for k in inc if k in old and old[k] == inc[k])
@@ -205,7 +244,7 @@ def _big(n: int, seed: int) -> tuple[pa.Table, pa.Table, dict[str, Any]]:
     return inc, stored, {}
 
 
-def test_keys_sharing_one_prefix_still_join_in_linear_memory() -> None:
+def test_keys_sharing_one_prefix_still_join_in_linear_memory(join_impl: str) -> None:
     inc, stored, _ = _big(50_000, 1)
     r = classify(inc, stored, "hash", rowversion_field=None)
     assert r.unchanged == 50_000 and r.inserts.num_rows == 0 and len(r.deletes) == 0
