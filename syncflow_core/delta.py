@@ -260,6 +260,9 @@ def _native_join(
     None: not built, a data hash that is null or odd, or a key twice on a side."""
     if _keyjoin is None or idw is None or sdw is None:
         return None
+    if sw.n == 0:  # a first load: nothing to build a table for
+        none = np.zeros(0, np.int64)
+        return none, none, none, np.zeros(0, np.bool_)
     got = _keyjoin.join(_flat(iw), _flat(idw), _flat(sw), _flat(sdw))
     if got is None:
         return None
