@@ -362,6 +362,9 @@ class IncomingIndex:
     rows: pa.Table
     """``incoming`` without the rows that lost a duplicate-key contest."""
     words: _Words
+    """Key hashes of ``rows``, in one contiguous block (what the compiled join reads)."""
+    data_words: _Words | None
+    """Data hashes of ``rows`` likewise; None if one is null or not 32 characters."""
     ordered: _SortedKeys
     unique: bool
     """Join keys of ``rows`` unique (else `classify` joins the full hex strings)."""
@@ -385,7 +388,12 @@ def index_incoming(incoming: pa.Table, rowversion_field: str | None) -> Incoming
         # Full keys are unique now; distinct hashes sharing a join key are all but impossible.
         ordered = _SortedKeys(ik_all[keep])
         unique = ordered.unique()
-    return IncomingIndex(incoming, rows, iw, ordered, unique, rejects, superseded)
+    # Contiguous copies of a chunked batch's hashes, made here while the stored side is read.
+    flat = _Words([_flat(iw)]) if iw.n else iw
+    data = _words(rows.column(DATA_HASH))
+    if data is not None and data.n:
+        data = _Words([_flat(data)])
+    return IncomingIndex(incoming, rows, flat, data, ordered, unique, rejects, superseded)
 
 
 def classify(
@@ -419,7 +427,7 @@ def classify(
     sw = _key_words(stored.column(KEY_HASH), "stored")
     idw = sdw = None
     if strategy == "hash":
-        idw, sdw = _words(rows.column(DATA_HASH)), _words(stored.column(DATA_HASH))
+        idw, sdw = index.data_words, _words(stored.column(DATA_HASH))
     # The compiled hash join where it was built (data hashes compared on the way); it gives
     # up (None) on anything unusual, and the numpy join below decides.
     native = _native_join(iw, sw, idw if strategy == "hash" else iw,

@@ -14,6 +14,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -56,7 +57,8 @@ def with_row_ids(table: pa.Table, offset: int = 0) -> pa.Table:
     """Append `ROW_ID` (positions ``offset..offset+n``) unless the table already has it."""
     if ROW_ID in table.column_names:
         return table
-    ids = pa.array(range(offset, offset + table.num_rows), pa.int64())
+    # From numpy: building it from a Python range cost ~0.2 s per 1M rows.
+    ids = pa.array(np.arange(offset, offset + table.num_rows, dtype=np.int64))
     return table.append_column(pa.field(ROW_ID, pa.int64(), nullable=False), ids)
 
 

@@ -40,6 +40,7 @@ from decimal import Decimal
 from functools import reduce
 from typing import Any, NamedTuple
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -180,7 +181,7 @@ def parent_key_columns(entity: EntityConfig, ref: ParentRef) -> list[str]:
 def _row_ids(rows: pa.Table) -> pa.Array:
     if ROW_ID in rows.column_names:
         return rows.column(ROW_ID).combine_chunks()
-    return pa.array(range(rows.num_rows), pa.int64())
+    return pa.array(np.arange(rows.num_rows, dtype=np.int64))
 
 
 def _any(masks: Sequence[pa.Array], n: int) -> pa.Array:
