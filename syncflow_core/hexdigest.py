@@ -36,6 +36,7 @@ __all__ = [
     "HEX_CHARS",
     "Algorithm",
     "hash_hex",
+    "hash_rows",
     "hex_to_digests",
     "native_hashing",
     "reference_digests",
@@ -144,6 +145,25 @@ def hash_hex(
     chunks = values.chunks if isinstance(values, pa.ChunkedArray) else [values]
     hashed = [_hash_chunk(c, algorithm, skip_first_byte) for c in chunks]
     return pa.chunked_array(hashed, pa.string())
+
+
+def hash_rows(
+    n: int,
+    pieces: list[tuple[bytes, pa.Buffer | bytes, np.ndarray, np.ndarray | None]],
+    algorithm: Algorithm,
+    *,
+    skip_first_byte: bool = False,
+) -> pa.ChunkedArray:
+    """Per row, the hash of ``prefix + value`` over the pieces whose value is valid, as hex.
+
+    ``pieces``: ``(prefix, data, offsets, valid)`` of string columns of ``n`` rows (int32
+    offsets into data, ``valid`` one byte per row or None). Equal to `hash_hex` of the joined
+    strings, without building them. Needs the compiled loop (`native_hashing`).
+    """
+    if _hashloops is None:
+        raise RuntimeError("hash_rows needs the compiled hash loop (syncflow_core._hashloops)")
+    digests = _hashloops.row_digests(n, pieces, _NATIVE_ALGORITHM[algorithm], skip_first_byte)
+    return pa.chunked_array([_hex_array(digests, n, None)], pa.string())
 
 
 def hex_to_digests(hexes: pa.Array | pa.ChunkedArray) -> pa.Array:

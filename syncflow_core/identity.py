@@ -83,7 +83,7 @@ import pyarrow.compute as pc
 from syncflow_core.batch import StageResult
 from syncflow_core.config import EntityConfig
 from syncflow_core.errors import ConfigError
-from syncflow_core.hexdigest import hash_hex
+from syncflow_core.hexdigest import hash_hex, hash_rows, native_hashing
 from syncflow_core.rejects import ROW_ID, empty_reject_specs, reject_specs, with_row_ids
 
 __all__ = [
@@ -422,7 +422,29 @@ def data_inputs(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
 
 def data_hashes(table: pa.Table, data_fields: Iterable[str]) -> pa.ChunkedArray:
     """``_bridge_data_hash`` of each row over ``data_fields`` (order and nulls don't matter)."""
+    if native_hashing() and table.num_rows:
+        # The same bytes as `_separated_pairs`, hashed piece by piece in C: the joined
+        # strings (~0.3 s per 1M rows) are never built.
+        return _data_hashes_pieces(table, data_fields)
     return hash_hex(_separated_pairs(table, data_fields), "blake3_128", skip_first_byte=True)
+
+
+def _data_hashes_pieces(table: pa.Table, fields: Iterable[str]) -> pa.ChunkedArray:
+    pieces: list[tuple[bytes, pa.Buffer | bytes, np.ndarray, np.ndarray | None]] = []
+    for f in sorted(set(fields)):
+        col = _column(table, f)
+        if pa.types.is_null(col.type) or col.null_count == len(col):
+            continue
+        tag, text = _escaped(col, f)
+        arr = text.combine_chunks() if text.num_chunks != 1 else text.chunk(0)
+        bufs = arr.buffers()
+        offsets = np.frombuffer(bufs[1], np.int32, count=len(arr) + 1, offset=arr.offset * 4)
+        valid = None
+        if arr.null_count:
+            valid = pc.is_valid(arr).to_numpy(zero_copy_only=False).view(np.uint8)
+        prefix = f"{SEPARATOR}{_escape_name(f)}={tag}:".encode()
+        pieces.append((prefix, bufs[2] if bufs[2] is not None else b"", offsets, valid))
+    return hash_rows(table.num_rows, pieces, "blake3_128", skip_first_byte=True)
 
 
 def _rowversion(table: pa.Table, field: str | None) -> pa.ChunkedArray:

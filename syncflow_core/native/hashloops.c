@@ -115,8 +115,140 @@ done:
     return out;
 }
 
+typedef struct {
+    Py_buffer prefix, data, offsets, valid;
+    int has_valid;
+} piece_t;
+
+PyDoc_STRVAR(row_digests_doc,
+"row_digests(n, pieces, algorithm, skip_first_byte) -> bytes\n\n"
+"Per row, hash the concatenation over pieces of prefix + value for every piece whose value is\n"
+"valid, without building the concatenated strings. pieces is a list of (prefix, data,\n"
+"offsets, valid) with int32 offsets (n+1 entries into data) and valid n bytes or None.\n"
+"Returns the 16-byte digests concatenated. Raises ValueError on buffers too short for n.");
+
+static PyObject *row_digests(PyObject *self, PyObject *args) {
+    (void)self;
+    Py_ssize_t n;
+    PyObject *spec;
+    int algorithm, skip_first_byte;
+    if (!PyArg_ParseTuple(args, "nO!ip", &n, &PyList_Type, &spec, &algorithm,
+                          &skip_first_byte)) {
+        return NULL;
+    }
+    if (algorithm != ALGO_XXH3_128 && algorithm != ALGO_BLAKE3_128) {
+        PyErr_SetString(PyExc_ValueError, "algorithm must be 0 (xxh3_128) or 1 (blake3_128)");
+        return NULL;
+    }
+    Py_ssize_t k = PyList_GET_SIZE(spec);
+    piece_t *pieces = PyMem_Calloc(k ? (size_t)k : 1, sizeof(piece_t));
+    if (pieces == NULL) {
+        return PyErr_NoMemory();
+    }
+    Py_ssize_t ready = 0;
+    PyObject *out = NULL;
+    unsigned char *scratch = NULL;
+    size_t scratch_cap = 0;
+    for (; ready < k; ready++) {
+        piece_t *p = &pieces[ready];
+        PyObject *valid;
+        if (!PyArg_ParseTuple(PyList_GET_ITEM(spec, ready), "y*y*y*O", &p->prefix, &p->data,
+                              &p->offsets, &valid)) {
+            goto done;
+        }
+        if (valid != Py_None) {
+            if (PyObject_GetBuffer(valid, &p->valid, PyBUF_SIMPLE) < 0) {
+                PyBuffer_Release(&p->prefix);
+                PyBuffer_Release(&p->data);
+                PyBuffer_Release(&p->offsets);
+                goto done;
+            }
+            p->has_valid = 1;
+        }
+        int bad = p->offsets.len < (n + 1) * 4 || (p->has_valid && p->valid.len < n);
+        const int32_t *off = (const int32_t *)p->offsets.buf;
+        for (Py_ssize_t i = 0; !bad && i < n; i++) {
+            bad = off[i] < 0 || off[i + 1] < off[i] || off[i + 1] > (int64_t)p->data.len;
+        }
+        if (bad) {
+            ready++;
+            PyErr_Format(PyExc_ValueError, "piece %zd: buffers too short or offsets bad",
+                         ready - 1);
+            goto done;
+        }
+    }
+    /* Room for the longest row: every prefix plus that row's values. */
+    size_t prefixes = 1;
+    for (Py_ssize_t c = 0; c < k; c++) {
+        prefixes += (size_t)pieces[c].prefix.len;
+    }
+    size_t longest = 0;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t row = 0;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            const int32_t *off = (const int32_t *)pieces[c].offsets.buf;
+            row += (size_t)(off[i + 1] - off[i]);
+        }
+        if (row > longest) {
+            longest = row;
+        }
+    }
+    scratch_cap = prefixes + longest;
+    scratch = PyMem_Malloc(scratch_cap);
+    out = PyBytes_FromStringAndSize(NULL, n * DIGEST_BYTES);
+    if (scratch == NULL || out == NULL) {
+        Py_CLEAR(out);
+        PyErr_NoMemory();
+        goto done;
+    }
+    unsigned char *dst = (unsigned char *)PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS
+    blake3_hasher hasher;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        size_t len = 0;
+        for (Py_ssize_t c = 0; c < k; c++) {
+            piece_t *p = &pieces[c];
+            if (p->has_valid && !((const unsigned char *)p->valid.buf)[i]) {
+                continue;
+            }
+            const int32_t *off = (const int32_t *)p->offsets.buf;
+            memcpy(scratch + len, p->prefix.buf, (size_t)p->prefix.len);
+            len += (size_t)p->prefix.len;
+            memcpy(scratch + len, (const char *)p->data.buf + off[i], (size_t)(off[i + 1] - off[i]));
+            len += (size_t)(off[i + 1] - off[i]);
+        }
+        const unsigned char *h = scratch;
+        if (skip_first_byte && len > 0) {
+            h++;
+            len--;
+        }
+        unsigned char *d = dst + i * DIGEST_BYTES;
+        if (algorithm == ALGO_XXH3_128) {
+            XXH128_canonical_t canonical;
+            XXH128_canonicalFromHash(&canonical, XXH3_128bits(h, len));
+            memcpy(d, canonical.digest, DIGEST_BYTES);
+        } else {
+            blake3_hasher_init(&hasher);
+            blake3_hasher_update(&hasher, h, len);
+            blake3_hasher_finalize(&hasher, d, DIGEST_BYTES);
+        }
+    }
+    Py_END_ALLOW_THREADS
+done:
+    for (Py_ssize_t c = 0; c < ready; c++) {
+        PyBuffer_Release(&pieces[c].prefix);
+        PyBuffer_Release(&pieces[c].data);
+        PyBuffer_Release(&pieces[c].offsets);
+        if (pieces[c].has_valid) PyBuffer_Release(&pieces[c].valid);
+    }
+    PyMem_Free(pieces);
+    PyMem_Free(scratch);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"digests", digests, METH_VARARGS, digests_doc},
+    {"row_digests", row_digests, METH_VARARGS, row_digests_doc},
     {NULL, NULL, 0, NULL},
 };
 
