@@ -1,6 +1,6 @@
 """Build of the compiled modules (everything else is in pyproject.toml):
-``syncflow_core._hashloops`` (the hash loop), ``syncflow_core._numscan`` (text numbers),
-``syncflow_core._keyjoin`` (the delta's join) and ``syncflow_core._pgbinary`` (binary COPY).
+``syncflow_core._hashloops`` (the hash loop), ``syncflow_core._numscan`` (text numbers) and
+``syncflow_core._keyjoin`` (the delta's join).
 
 BLAKE3's SIMD code is picked at run time by its own dispatcher (CPUID): on x86-64 Unix the
 upstream assembly files are handed to the compiler driver, which assembles them; on AArch64 the
@@ -50,11 +50,6 @@ setup(
         Extension(
             "syncflow_core._keyjoin",
             sources=[f"{NATIVE}/keyjoin.c"],
-            extra_compile_args=["-O3"] if unix else [],
-        ),
-        Extension(
-            "syncflow_core._pgbinary",
-            sources=[f"{NATIVE}/pgbinary.c"],
             extra_compile_args=["-O3"] if unix else [],
         ),
     ]
