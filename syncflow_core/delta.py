@@ -263,7 +263,12 @@ def _native_join(
     if sw.n == 0:  # a first load: nothing to build a table for
         none = np.zeros(0, np.int64)
         return none, none, none, np.zeros(0, np.bool_)
-    got = _keyjoin.join(_flat(iw), _flat(idw), _flat(sw), _flat(sdw))
+    # The stored side goes chunk by chunk (ADBC's record batches): no 64 MB copy to make it
+    # contiguous, which cost ~0.13 s (fresh pages) right on the critical path.
+    same_chunks = [len(v) for v in sw.views] == [len(v) for v in sdw.views]
+    stored_keys = list(sw.views) if same_chunks else [_flat(sw)]
+    stored_data = list(sdw.views) if same_chunks else [_flat(sdw)]
+    got = _keyjoin.join(_flat(iw), _flat(idw), stored_keys, stored_data)
     if got is None:
         return None
     mi, ms, only, changed = got

@@ -31,25 +31,56 @@ static uint64_t slot_of(const unsigned char *key) {
 
 PyDoc_STRVAR(join_doc,
 "join(inc_keys, inc_data, stored_keys, stored_data) -> (mi, ms, only_stored, changed) | None\n\n"
-"Each argument holds rows of 32 bytes (n incoming, m stored). Returns int64 arrays as bytes:\n"
-"matched incoming and stored row numbers (pairs, in stored order), stored rows without a\n"
-"match (ascending), and per pair one byte: 1 when the data hashes differ. None when a key\n"
-"occurs twice on either side (the caller's exact path reports it).");
+"inc_keys/inc_data hold n rows of 32 bytes; stored_keys/stored_data are lists of chunks of\n"
+"32-byte rows (chunk i of both with the same row count; m rows in all, numbered across the\n"
+"chunks). Returns int64 arrays as bytes: matched incoming and stored row numbers (pairs, in\n"
+"stored order), stored rows without a match (ascending), and per pair one byte: 1 when the\n"
+"data hashes differ. None when a key occurs twice on either side (the caller's exact path\n"
+"reports it).");
+
+typedef struct {
+    Py_buffer keys, data;
+} chunk_t;
 
 static PyObject *join(PyObject *self, PyObject *args) {
     (void)self;
-    Py_buffer ik, id, sk, sd;
-    if (!PyArg_ParseTuple(args, "y*y*y*y*", &ik, &id, &sk, &sd)) {
+    Py_buffer ik, id;
+    PyObject *key_list, *data_list;
+    if (!PyArg_ParseTuple(args, "y*y*O!O!", &ik, &id, &PyList_Type, &key_list, &PyList_Type,
+                          &data_list)) {
         return NULL;
     }
     PyObject *result = NULL;
     int64_t *table = NULL, *mi = NULL, *ms = NULL, *only = NULL;
     unsigned char *changed = NULL, *used = NULL;
-    Py_ssize_t n = ik.len / HASH_BYTES, m = sk.len / HASH_BYTES;
-    if (ik.len % HASH_BYTES || id.len != ik.len || sk.len % HASH_BYTES || sd.len != sk.len) {
+    Py_ssize_t k = PyList_GET_SIZE(key_list), ready = 0;
+    chunk_t *chunks = PyMem_Calloc(k ? (size_t)k : 1, sizeof(chunk_t));
+    Py_ssize_t n = ik.len / HASH_BYTES, m = 0;
+    if (chunks == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (ik.len % HASH_BYTES || id.len != ik.len || PyList_GET_SIZE(data_list) != k) {
         PyErr_SetString(PyExc_ValueError, "hash buffers must hold whole 32-byte rows, "
                                           "keys and data alike");
         goto done;
+    }
+    for (; ready < k; ready++) {
+        chunk_t *c = &chunks[ready];
+        if (PyObject_GetBuffer(PyList_GET_ITEM(key_list, ready), &c->keys, PyBUF_SIMPLE) < 0) {
+            goto done;
+        }
+        if (PyObject_GetBuffer(PyList_GET_ITEM(data_list, ready), &c->data, PyBUF_SIMPLE) < 0) {
+            PyBuffer_Release(&c->keys);
+            goto done;
+        }
+        if (c->keys.len % HASH_BYTES || c->data.len != c->keys.len) {
+            ready++;
+            PyErr_SetString(PyExc_ValueError, "hash buffers must hold whole 32-byte rows, "
+                                              "keys and data alike");
+            goto done;
+        }
+        m += c->keys.len / HASH_BYTES;
     }
     size_t cap = 16;
     while (cap < (size_t)n * 2) {
@@ -66,7 +97,7 @@ static PyObject *join(PyObject *self, PyObject *args) {
         PyErr_NoMemory();
         goto done;
     }
-    const unsigned char *ikeys = ik.buf, *idata = id.buf, *skeys = sk.buf, *sdata = sd.buf;
+    const unsigned char *ikeys = ik.buf, *idata = id.buf;
     int duplicate = 0;
     Py_ssize_t matched = 0, alone = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -91,41 +122,48 @@ static PyObject *join(PyObject *self, PyObject *args) {
         }
         table[s] = i;
     }
-    for (Py_ssize_t j = 0; j < m && !duplicate; j++) {
-        if (j + AHEAD < m) {
-            __builtin_prefetch(&table[slot_of(skeys + (size_t)(j + AHEAD) * HASH_BYTES) & mask]);
-        }
-        if (j + AHEAD / 2 < m) {
-            int64_t next = table[slot_of(skeys + (size_t)(j + AHEAD / 2) * HASH_BYTES) & mask];
-            if (next >= 0) {
-                __builtin_prefetch(ikeys + (size_t)next * HASH_BYTES);
-                __builtin_prefetch(idata + (size_t)next * HASH_BYTES);
+    Py_ssize_t base = 0; /* row number of the chunk's first row */
+    for (Py_ssize_t c = 0; c < k && !duplicate; c++) {
+        const unsigned char *skeys = chunks[c].keys.buf, *sdata = chunks[c].data.buf;
+        Py_ssize_t rows = chunks[c].keys.len / HASH_BYTES;
+        for (Py_ssize_t j = 0; j < rows; j++) {
+            if (j + AHEAD < rows) {
+                __builtin_prefetch(
+                    &table[slot_of(skeys + (size_t)(j + AHEAD) * HASH_BYTES) & mask]);
             }
-        }
-        const unsigned char *key = skeys + (size_t)j * HASH_BYTES;
-        size_t s = slot_of(key) & mask;
-        int64_t hit = -1;
-        while (table[s] >= 0) {
-            if (memcmp(ikeys + (size_t)table[s] * HASH_BYTES, key, HASH_BYTES) == 0) {
-                hit = table[s];
+            if (j + AHEAD / 2 < rows) {
+                int64_t next = table[slot_of(skeys + (size_t)(j + AHEAD / 2) * HASH_BYTES) & mask];
+                if (next >= 0) {
+                    __builtin_prefetch(ikeys + (size_t)next * HASH_BYTES);
+                    __builtin_prefetch(idata + (size_t)next * HASH_BYTES);
+                }
+            }
+            const unsigned char *key = skeys + (size_t)j * HASH_BYTES;
+            size_t s = slot_of(key) & mask;
+            int64_t hit = -1;
+            while (table[s] >= 0) {
+                if (memcmp(ikeys + (size_t)table[s] * HASH_BYTES, key, HASH_BYTES) == 0) {
+                    hit = table[s];
+                    break;
+                }
+                s = (s + 1) & mask;
+            }
+            if (hit < 0) {
+                only[alone++] = base + j;
+                continue;
+            }
+            if (used[hit]) {
+                duplicate = 1; /* a stored key twice */
                 break;
             }
-            s = (s + 1) & mask;
+            used[hit] = 1;
+            mi[matched] = hit;
+            ms[matched] = base + j;
+            changed[matched] = memcmp(idata + (size_t)hit * HASH_BYTES,
+                                      sdata + (size_t)j * HASH_BYTES, HASH_BYTES) != 0;
+            matched++;
         }
-        if (hit < 0) {
-            only[alone++] = j;
-            continue;
-        }
-        if (used[hit]) {
-            duplicate = 1; /* a stored key twice */
-            break;
-        }
-        used[hit] = 1;
-        mi[matched] = hit;
-        ms[matched] = j;
-        changed[matched] = memcmp(idata + (size_t)hit * HASH_BYTES,
-                                  sdata + (size_t)j * HASH_BYTES, HASH_BYTES) != 0;
-        matched++;
+        base += rows;
     }
     Py_END_ALLOW_THREADS
     if (duplicate) {
@@ -137,6 +175,11 @@ static PyObject *join(PyObject *self, PyObject *args) {
         (const char *)ms, (Py_ssize_t)(matched * sizeof(int64_t)), (const char *)only,
         (Py_ssize_t)(alone * sizeof(int64_t)), (const char *)changed, matched);
 done:
+    for (Py_ssize_t c = 0; c < ready; c++) {
+        PyBuffer_Release(&chunks[c].keys);
+        PyBuffer_Release(&chunks[c].data);
+    }
+    PyMem_Free(chunks);
     PyMem_Free(table);
     PyMem_Free(used);
     PyMem_Free(mi);
@@ -145,8 +188,6 @@ done:
     PyMem_Free(changed);
     PyBuffer_Release(&ik);
     PyBuffer_Release(&id);
-    PyBuffer_Release(&sk);
-    PyBuffer_Release(&sd);
     return result;
 }
 

@@ -177,12 +177,19 @@ def join_impl(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -
 def test_compiled_join_refuses_a_key_twice_and_odd_buffers() -> None:
     from syncflow_core import _keyjoin
 
-    a, b = b"a" * 32, b"b" * 32
-    assert _keyjoin.join(a + b, a + b, b + a, b + b) is not None
-    assert _keyjoin.join(a + a, a + b, b, b) is None  # incoming twice
-    assert _keyjoin.join(a + b, a + b, a + a, a + b) is None  # stored twice
+    a, b, c = b"a" * 32, b"b" * 32, b"c" * 32
+    got = _keyjoin.join(a + b, a + b, [c + b, a], [c + c, b])  # stored in two chunks
+    assert got is not None
+    mi, ms, only, changed = (np.frombuffer(x, t) for x, t in
+                             zip(got, (np.int64, np.int64, np.int64, np.bool_), strict=True))
+    assert (mi.tolist(), ms.tolist(), only.tolist()) == ([1, 0], [1, 2], [0])
+    assert changed.tolist() == [True, True]  # b's data c vs b, a's data b vs a
+    assert _keyjoin.join(a + a, a + b, [b], [b]) is None  # incoming twice
+    assert _keyjoin.join(a + b, a + b, [a, a], [a, b]) is None  # stored twice, across chunks
     with pytest.raises(ValueError, match="32-byte"):
-        _keyjoin.join(a, a, b"short", b"short")
+        _keyjoin.join(a, a, [b"short"], [b"short"])
+    with pytest.raises(ValueError, match="32-byte"):
+        _keyjoin.join(a, a, [a], [a + a])
 
 
 def test_a_stored_key_twice_is_a_clear_error_either_way(join_impl: str) -> None:
