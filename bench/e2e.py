@@ -1,6 +1,7 @@
 """End-to-end benchmark: 1M messy rows in PostgreSQL -> full pipeline -> PostgreSQL target.
 
-    .venv/bin/python -m bench.e2e [--rows 1000000] [--no-dlt]
+    .venv/bin/python -m bench.e2e [--rows 1000000] [--chunk-size 50000]
+                                  [--first-load-chunk-size ROWS] [--no-dlt]
 
 Starts a throw-away PostgreSQL cluster, loads ``--rows`` messy order lines (text numbers in two
 locales, mixed date formats, padded codes, control characters, mojibake) into an ERP table,
@@ -86,7 +87,7 @@ def _change_source(pg: PgCluster, db: str) -> int:
         return conn.execute(CHANGE).rowcount
 
 
-def _config(n: int, chunk_size: int) -> Any:
+def _config(chunk_size: int, first_load: int) -> Any:
     return parse_config(
         {
             "sources": {"erp": {"kind": "sql", "url_env": "BENCH_ERP_URL"}},
@@ -97,7 +98,8 @@ def _config(n: int, chunk_size: int) -> Any:
                     "business_key_fields": ["order_no", "line_no"],
                     "delta_strategy": "hash",
                     "slices": 1,
-                    "chunk_size": max(chunk_size, 1),
+                    "chunk_size": chunk_size,
+                    "first_load_chunk_size": first_load,
                     "fields": {
                         "qty": {"type": "NUMBER(12,2)", "locale": "en_US"},
                         "unit_price": {"type": "NUMBER(14,4)", "locale": "de_DE"},
@@ -122,8 +124,8 @@ def _phase(label: str, fn: Any, n: int) -> float:
     return secs
 
 
-def _syncflow(env: dict[str, str], n: int, chunk_size: int, run: str) -> str:
-    cfg = _config(n, chunk_size)
+def _syncflow(env: dict[str, str], chunk_size: int, first_load: int, run: str) -> str:
+    cfg = _config(chunk_size, first_load)
     with Runtime.open(cfg, env) as rt:
         c = sync_slice(rt, "order_lines", "slice-01", run)
     stages = " ".join(f"{k}={v:.2f}" for k, v in c.durations.items())
@@ -165,12 +167,16 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--chunk-size", type=int, default=0,
-                    help="rows per chunk (default: the whole slice in one chunk)")
+    ap.add_argument("--chunk-size", type=int, default=50_000,
+                    help="rows per chunk (default: the config default, 50,000)")
+    ap.add_argument("--first-load-chunk-size", type=int, default=0,
+                    help="rows of the first chunk into the empty target (default: --rows, "
+                         "the whole initial load bulk-loaded at once)")
     ap.add_argument("--no-dlt", action="store_true")
     args = ap.parse_args()
     n = args.rows
-    chunk = args.chunk_size or n
+    chunk = args.chunk_size
+    first_load = args.first_load_chunk_size or n
     try:
         import dlt  # noqa: F401
 
@@ -184,11 +190,13 @@ def main() -> None:
         _load_source(pg, "erp", rows)
         env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url("target")}
         print(f"{n:,} rows, PostgreSQL -> PostgreSQL, {os.cpu_count()} cores, "
-              f"chunks of {chunk:,} rows")
-        sf_init = _phase("syncflow initial", lambda: _syncflow(env, n, chunk, "initial"), n)
+              f"chunks of {chunk:,} rows (first load: {first_load:,})")
+        sf_init = _phase("syncflow initial",
+                         lambda: _syncflow(env, chunk, first_load, "initial"), n)
         changed = _change_source(pg, "erp")
         print(f"source: {changed:,} rows changed ({changed / n:.1%})")
-        sf_rerun = _phase("syncflow rerun", lambda: _syncflow(env, n, chunk, "rerun"), n)
+        sf_rerun = _phase("syncflow rerun",
+                          lambda: _syncflow(env, chunk, first_load, "rerun"), n)
         shutdown_pool()
         if not have_dlt:
             print("dlt not installed: pip install -e '.[bench]' for the comparison")

@@ -281,14 +281,17 @@ def _read(
     planning: float = 0.0,
     feeder: PartFeeder | None = None,
     on_end: Callable[[Any], None] | None = None,
+    chunk_size: int | None = None,
 ) -> Batch:
     """Read ``(start, hi]`` of the planned slice. Touches only the source (safe on a thread).
 
     ``feeder`` gets the rows as they arrive, with the row ids the batch will give them.
+    ``chunk_size``: rows per chunk (default: the entity's).
     ``on_end(end)`` learns where the read ends as soon as the last row is in, before the
     chunks are put together (``end`` is the batch's ``info['end']``, decoded).
     """
     ent = plan.entity
+    size = chunk_size or ent.chunk_size
     durations: dict[str, float] = {"extract": planning}
     stop = _timed(durations, "extract")
     source = rt.source(ent.name)
@@ -308,7 +311,7 @@ def _read(
             src_keys,
             start,
             bounds.hi,
-            ent.chunk_size,
+            size,
             watermark_field=plan.watermark_field,
             watermark=plan.watermark,
             **({"on_piece": feed} if streams else {}),
@@ -332,7 +335,7 @@ def _read(
             should_stop is not None and should_stop()
         ):
             # Only a *full* chunk can have more behind it.
-            complete = chunk.num_rows < ent.chunk_size
+            complete = chunk.num_rows < size
             break
     # An incomplete read ended on a full keyed chunk: its last row is the batch's last.
     end = bounds.hi if complete else _key_of_row(chunks[-1], src_keys, chunks[-1].num_rows - 1)
@@ -787,11 +790,15 @@ def sync_slice(
     ent = rt.entity(entity)
     started = time.perf_counter()
     plan, start = _read_plan(rt, entity, slice_key)
+    # A first load bulk-loads its first chunk (see `first_load_chunk_size`); make it big.
+    first_size = ent.chunk_size
+    if (ent.first_load_chunk_size or 0) > ent.chunk_size and rt.target.is_empty(ent.table_name):
+        first_size = ent.first_load_chunk_size or first_size
     # Chunks this big go to the worker processes, piece by piece while they are read (smaller
     # ones are prepared inline). Fork the workers before any reader thread exists: a fork
     # copies only the calling thread, and a lock another thread holds at that moment would
     # stay held in the child.
-    parallel = ent.chunk_size >= DEFAULT_MIN_ROWS
+    parallel = first_size >= DEFAULT_MIN_ROWS
     if parallel:
         start_pool()
     # Only a streaming source gains (others hand over a chunk whole), and only its pieces are
@@ -816,7 +823,7 @@ def sync_slice(
 
         try:
             batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
-                          read_first_identities if parallel else None)
+                          read_first_identities if parallel else None, first_size)
         except BaseException:
             _drop_read_ahead(None, fed)
             for f in first_stored:

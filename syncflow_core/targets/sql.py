@@ -601,6 +601,15 @@ class SqlTarget:
         with self.engine.connect() as conn:
             return int(conn.execute(q).scalar_one())
 
+    def is_empty(self, name: str) -> bool:
+        """True when the table does not exist or holds no row at all (stops at the first)."""
+        if not self.table_exists(name):
+            return True
+        table = self._table(name, self._require(name))
+        q = sa.select(sa.exists(sa.select(sa.literal(1)).select_from(table)))
+        with self.engine.connect() as conn:
+            return not conn.execute(q).scalar_one()
+
     def unique_key_index(self, name: str) -> str | None:
         """The valid unique index on exactly `_bridge_key_hash`, if the database has one.
 
