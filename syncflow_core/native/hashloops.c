@@ -35,6 +35,20 @@ static int64_t offset_at(const void *offsets, Py_ssize_t itemsize, Py_ssize_t i)
     return v;
 }
 
+/* The 16-byte digest of p[0:len] into d (`hasher` is scratch space for BLAKE3). */
+static inline void hash_one(int algorithm, blake3_hasher *hasher, const unsigned char *p,
+                            size_t len, unsigned char *d) {
+    if (algorithm == ALGO_XXH3_128) {
+        XXH128_canonical_t canonical;
+        XXH128_canonicalFromHash(&canonical, XXH3_128bits(p, len));
+        memcpy(d, canonical.digest, DIGEST_BYTES);
+    } else {
+        blake3_hasher_init(hasher);
+        blake3_hasher_update(hasher, p, len);
+        blake3_hasher_finalize(hasher, d, DIGEST_BYTES);
+    }
+}
+
 PyDoc_STRVAR(digests_doc,
 "digests(data, offsets, algorithm, skip_first_byte) -> bytes\n\n"
 "Hash data[offsets[i]:offsets[i+1]] for every i and return the 16-byte digests concatenated.\n"
@@ -95,18 +109,7 @@ static PyObject *digests(PyObject *self, PyObject *args) {
         if (skip_first_byte && end > start) {
             start++;
         }
-        const unsigned char *p = src + start;
-        size_t len = (size_t)(end - start);
-        unsigned char *d = dst + i * DIGEST_BYTES;
-        if (algorithm == ALGO_XXH3_128) {
-            XXH128_canonical_t canonical;
-            XXH128_canonicalFromHash(&canonical, XXH3_128bits(p, len));
-            memcpy(d, canonical.digest, DIGEST_BYTES);
-        } else {
-            blake3_hasher_init(&hasher);
-            blake3_hasher_update(&hasher, p, len);
-            blake3_hasher_finalize(&hasher, d, DIGEST_BYTES);
-        }
+        hash_one(algorithm, &hasher, src + start, (size_t)(end - start), dst + i * DIGEST_BYTES);
     }
     Py_END_ALLOW_THREADS
 done:
@@ -222,16 +225,7 @@ static PyObject *row_digests(PyObject *self, PyObject *args) {
             h++;
             len--;
         }
-        unsigned char *d = dst + i * DIGEST_BYTES;
-        if (algorithm == ALGO_XXH3_128) {
-            XXH128_canonical_t canonical;
-            XXH128_canonicalFromHash(&canonical, XXH3_128bits(h, len));
-            memcpy(d, canonical.digest, DIGEST_BYTES);
-        } else {
-            blake3_hasher_init(&hasher);
-            blake3_hasher_update(&hasher, h, len);
-            blake3_hasher_finalize(&hasher, d, DIGEST_BYTES);
-        }
+        hash_one(algorithm, &hasher, h, len, dst + i * DIGEST_BYTES);
     }
     Py_END_ALLOW_THREADS
 done:
