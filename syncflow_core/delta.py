@@ -42,22 +42,17 @@ more peak memory.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from syncflow_core.compiled import compiled_module
 from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, REF, ROWVERSION
-
-try:
-    from syncflow_core import _keyjoin as _compiled
-
-    _keyjoin: ModuleType | None = _compiled
-except ImportError:  # built without a C compiler: the numpy join below
-    _keyjoin = None
 from syncflow_core.rejects import ROW_ID, empty_reject_specs, reject_specs
+
+_keyjoin = compiled_module("_keyjoin")  # None: the numpy join below
 
 __all__ = [
     "STORED_SCHEMA",
@@ -433,10 +428,10 @@ def classify(
     idw = sdw = None
     if strategy == "hash":
         idw, sdw = index.data_words, _words(stored.column(DATA_HASH))
-    # The compiled hash join where it was built (data hashes compared on the way); it gives
-    # up (None) on anything unusual, and the numpy join below decides.
-    native = _native_join(iw, sw, idw if strategy == "hash" else iw,
-                          sdw if strategy == "hash" else sw)
+    # The compiled hash join where it was built; it gives up (None) on anything unusual, and
+    # the numpy join below decides. Only "hash" needs its data-hash compare: the other
+    # strategies hand it the key hashes again and ignore the result.
+    native = _native_join(iw, sw, *((idw, sdw) if strategy == "hash" else (iw, sw)))
     native_changed = None
     if native is not None:
         mi, ms, only_s, native_changed = native

@@ -15,7 +15,6 @@ them one hasher is reused (creating a blake3 object costs more than hashing a sh
 from __future__ import annotations
 
 from collections.abc import Callable
-from types import ModuleType
 from typing import Literal
 
 import numpy as np
@@ -24,12 +23,9 @@ import pyarrow.compute as pc
 import xxhash
 from blake3 import blake3
 
-try:
-    from syncflow_core import _hashloops as _compiled
+from syncflow_core.compiled import compiled_module
 
-    _hashloops: ModuleType | None = _compiled
-except ImportError:  # built without a C compiler: the (slower) reference loops below
-    _hashloops = None
+_hashloops = compiled_module("_hashloops")  # None: the (slower) reference loops below
 
 __all__ = [
     "DIGEST_BYTES",

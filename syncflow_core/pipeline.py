@@ -468,19 +468,18 @@ def _target_range(
     ent: EntityConfig, batch: Batch
 ) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
     """The batch's key range ``(start, end]`` as the target holds keys (normalized)."""
-    types = batch.info["source_types"]
-    lo = _normalize_key(ent, types, decode_key(batch.info["start"]))
-    hi = _normalize_key(ent, types, decode_key(batch.info["end"]))
-    return lo, hi
+    return _key_range(ent, batch.info["source_types"], batch.info["start"], batch.info["end"])
 
 
-def _target_bounds(
-    ent: EntityConfig, source_types: dict[str, str], start: Any, end: Any
+def _key_range(
+    ent: EntityConfig,
+    source_types: dict[str, str],
+    start: list[list[Any]] | None,
+    end: list[list[Any]] | None,
 ) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
-    """`_target_range` of a read's ``(start, end]`` before its batch exists (the same keys,
-    through the same encoding the batch's info keeps them in)."""
-    lo = _normalize_key(ent, source_types, decode_key(encode_key(start)))
-    hi = _normalize_key(ent, source_types, decode_key(encode_key(end)))
+    """``(start, end]``, keys encoded as a batch's info keeps them, as the target holds keys."""
+    lo = _normalize_key(ent, source_types, decode_key(start))
+    hi = _normalize_key(ent, source_types, decode_key(end))
     return lo, hi
 
 
@@ -792,8 +791,9 @@ def sync_slice(
     plan, start = _read_plan(rt, entity, slice_key)
     # A first load bulk-loads its first chunk (see `first_load_chunk_size`); make it big.
     first_size = ent.chunk_size
-    if (ent.first_load_chunk_size or 0) > ent.chunk_size and rt.target.is_empty(ent.table_name):
-        first_size = ent.first_load_chunk_size or first_size
+    bigger = ent.first_load_chunk_size
+    if bigger is not None and bigger > first_size and rt.target.is_empty(ent.table_name):
+        first_size = bigger
     # Chunks this big go to the worker processes, piece by piece while they are read (smaller
     # ones are prepared inline). Fork the workers before any reader thread exists: a fork
     # copies only the calling thread, and a lock another thread holds at that moment would
@@ -818,7 +818,8 @@ def sync_slice(
         warm = readers.submit(rt.target.open_reader) if parallel else None
 
         def read_first_identities(end: Any) -> None:
-            lo, hi = _target_bounds(ent, plan.source_types, start, end)
+            # The batch's range before the batch exists (through the same key encoding).
+            lo, hi = _key_range(ent, plan.source_types, encode_key(start), encode_key(end))
             first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi))
 
         try:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from types import ModuleType
 
 import numpy as np
 import numpy.typing as npt
@@ -36,18 +35,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncflow_core.batch import StageResult
+from syncflow_core.compiled import compiled_module
 from syncflow_core.config import EntityConfig
 from syncflow_core.normalize.bytescan import RowBytes, delete_byte, row_bytes
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
 from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
 
-try:
-    from syncflow_core import _numscan as _compiled
-
-    _numscan: ModuleType | None = _compiled
-except ImportError:  # built without a C compiler: the numpy reference below
-    _numscan = None
+_numscan = compiled_module("_numscan")  # None: the numpy reference below
 
 __all__ = ["STAGE", "parse_number_text", "parse_numbers"]
 

@@ -57,9 +57,9 @@ def copy_table(
 ) -> None:
     """COPY ``data`` (columns in ``columns`` order) into ``table`` on a psycopg connection.
 
-    With the table's column ``types`` (and the compiled encoder), rows go in PostgreSQL's
-    binary format whenever every column's Arrow type has a binary form for its column type
-    (`binary_encodable`); otherwise as CSV.
+    With the table's column ``types``, rows go in PostgreSQL's binary format (pgpq) whenever
+    every column's Arrow type has a binary form for its column type (`binary_encodable`);
+    otherwise as CSV.
     """
     target = sql.Identifier(schema, table) if schema else sql.Identifier(table)
     names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)

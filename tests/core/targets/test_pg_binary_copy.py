@@ -59,6 +59,7 @@ COLUMNS: dict[str, tuple[pa.DataType, ColumnType, list[Any]]] = {
             [date(2024, 2, 29), None, date(1999, 1, 1), date(2000, 1, 2), None, None]),
     "allnull": (pa.int64(), ColumnType("int", 64), [None] * 6),
 }
+COLUMNS_INDEX = {n: i for i, n in enumerate(COLUMNS)}
 
 
 def _table() -> pa.Table:
@@ -106,9 +107,6 @@ def test_every_column_type_stores_the_same_as_csv(pg_url: str) -> None:
     assert binary == csv
     assert binary[0][COLUMNS_INDEX["n2"]] == "10.50"
     assert binary[1][COLUMNS_INDEX["n7"]] == "-1234567890123456789012345678.1234567"
-
-
-COLUMNS_INDEX = {n: i for i, n in enumerate(COLUMNS)}
 
 
 def test_sliced_batches_store_their_own_rows(pg_url: str) -> None:
