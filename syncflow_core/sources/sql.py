@@ -30,6 +30,7 @@ from syncflow_core.config import SourceRef
 from syncflow_core.errors import SourceError
 from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
 from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
+from syncflow_core.sources.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
 
 __all__ = ["SqlSource"]
 
@@ -90,6 +91,7 @@ class SqlSource:
         self._types: dict[tuple[str | None, str], dict[str, Any]] = {}
         # Columns the database itself declares NOT NULL (a primary key's, typically).
         self._not_null: dict[tuple[str | None, str], set[str]] = {}
+        self._traits: dict[tuple[str | None, str], KeyTraits] = {}
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -185,10 +187,38 @@ class SqlSource:
             raise SourceError(f"{self._where()}: table {ref.table!r}: no key fields given")
         return [self._col(table, ref, k, "key field") for k in key_fields]
 
-    def _compare(self, cols: list[Any], bound: KeyTuple, op: str) -> Any:
+    def key_traits(self, ref: SourceRef) -> KeyTraits:
+        """The key columns' paging collations and the table's unique column sets (cached)."""
+        schema, name = self._split(ref)
+        cached = self._traits.get((schema, name))
+        if cached is not None:
+            return cached
+        self.columns(ref)  # a SourceError naming a missing table comes first
+        dialect = self._engine.dialect.name
+        try:
+            with self._engine.connect() as conn:
+                if dialect == "postgresql":
+                    traits = pg_key_traits(conn, schema, name)
+                elif dialect == "sqlite":
+                    traits = sqlite_key_traits(conn, schema, name)
+                else:
+                    traits = KeyTraits()  # paged in the column's own collation
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error(ref.table or name, exc) from None
+        self._traits[(schema, name)] = traits
+        return traits
+
+    def _ordered(self, ref: SourceRef, cols: list[Any]) -> list[Any]:
+        """The key columns as paged: in binary order (see `syncflow_core.sources.key_order`)."""
+        collate = self.key_traits(ref).collate
+        return [c.collate(collate[c.name]) if c.name in collate else c for c in cols]
+
+    def _compare(self, cols: list[Any], bound: KeyTuple, op: str, keys: list[Any]) -> Any:
+        """``keys op bound``: ``keys`` are the (collated) key expressions of columns ``cols``."""
         if len(bound) != len(cols):
             raise SourceError(f"key bound {bound!r} has {len(bound)} values, key has {len(cols)}")
         params = [self._bind(c, v) for c, v in zip(cols, bound, strict=True)]
+        cols = keys
         if len(cols) == 1:
             return cols[0] > params[0] if op == ">" else cols[0] <= params[0]
         if self._engine.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb", "oracle"):
@@ -204,12 +234,14 @@ class SqlSource:
             terms.append(sa.and_(*(c == p for c, p in zip(cols, params, strict=True))))
         return sa.or_(*terms)
 
-    def _range(self, cols: list[Any], lo: KeyTuple | None, hi: KeyTuple | None) -> list[Any]:
+    def _range(
+        self, cols: list[Any], keys: list[Any], lo: KeyTuple | None, hi: KeyTuple | None
+    ) -> list[Any]:
         conds: list[Any] = [c.is_not(None) for c in cols]
         if lo:  # None and () are both "no lower bound"
-            conds.append(self._compare(cols, tuple(lo), ">"))
+            conds.append(self._compare(cols, tuple(lo), ">", keys))
         if hi is not None:
-            conds.append(self._compare(cols, tuple(hi), "<="))
+            conds.append(self._compare(cols, tuple(hi), "<=", keys))
         return conds
 
     # -- execution ----------------------------------------------------------------------------
@@ -325,18 +357,25 @@ class SqlSource:
             return  # the empty range below every key
         table = self._table(ref)
         cols = self._keys(table, ref, key_fields)
+        keys = self._ordered(ref, cols)
+        unique = self.key_traits(ref).is_unique(key_fields)
         extra: list[Any] = []
         if watermark_field is not None and watermark is not None:
             wm = self._col(table, ref, watermark_field, "watermark field")
             extra.append(wm > self._bind(wm, watermark))
+        limit: Any = sa.literal_column(str(int(chunk_size)))  # our int, not data
         cursor = lo
         while True:
-            stmt = (
-                sa.select(table)
-                .where(*self._range(cols, cursor, hi), *extra)
-                .order_by(*cols)
-                .limit(sa.literal_column(str(int(chunk_size))))  # our int, not data
-            )
+            conds = [*self._range(cols, keys, cursor, hi), *extra]
+            stmt = sa.select(table).where(*conds).order_by(*keys)
+            if unique:
+                stmt = stmt.limit(limit)
+            else:
+                # Keys may repeat: the chunk runs to its chunk_size-th row's key *and every
+                # row sharing it*, or `key > cursor` would skip the rest of that run.
+                last = self._nth_key(ref, table, cols, keys, conds, chunk_size)
+                if last is not None:
+                    stmt = stmt.where(self._compare(cols, last, "<=", keys))
             streamed = on_piece is not None and self.streams
             chunk = self._fetch(ref, stmt, on_piece if streamed else None)
             if chunk.num_rows == 0:
@@ -346,8 +385,30 @@ class SqlSource:
             yield chunk
             if chunk.num_rows < chunk_size:
                 return
-            last = chunk.num_rows - 1
-            cursor = tuple(chunk.column(k)[last].as_py() for k in key_fields)
+            last_row = chunk.num_rows - 1
+            cursor = tuple(chunk.column(k)[last_row].as_py() for k in key_fields)
+
+    def _nth_key(
+        self,
+        ref: SourceRef,
+        table: sa.TableClause,
+        cols: list[Any],
+        keys: list[Any],
+        conds: list[Any],
+        n: int,
+    ) -> KeyTuple | None:
+        """The ``n``-th key (in paging order) of the rows matching ``conds``; None: fewer."""
+        stmt = (
+            sa.select(*cols)
+            .where(*conds)
+            .order_by(*keys)
+            .offset(sa.literal_column(str(int(n) - 1)))  # our ints, not data
+            .limit(sa.literal_column("1"))
+        )
+        got = self._fetch(ref, stmt)
+        if got.num_rows == 0:
+            return None
+        return tuple(got.column(i)[0].as_py() for i in range(len(cols)))
 
     def read_null_keys(
         self, ref: SourceRef, key_fields: Sequence[str], chunk_size: int
@@ -370,6 +431,7 @@ class SqlSource:
         """Boundaries at every ``count/n``-th key, in one ROW_NUMBER() pass after a count."""
         table = self._table(ref)
         cols = self._keys(table, ref, key_fields)
+        keys = self._ordered(ref, cols)
         present = [c.is_not(None) for c in cols]
         count_stmt = sa.select(sa.func.count().label("n")).select_from(table).where(*present)
         count = int(self._fetch(ref, count_stmt).column(0)[0].as_py())
@@ -377,7 +439,7 @@ class SqlSource:
         wanted = sorted({p for p in positions if p > 0})
         found: dict[int, KeyTuple] = {}
         if wanted:
-            rn = sa.func.row_number().over(order_by=cols).label("sf_rn")
+            rn = sa.func.row_number().over(order_by=keys).label("sf_rn")
             inner = sa.select(*cols, rn).where(*present).subquery("k")
             stmt = (
                 sa.select(*(inner.c[k] for k in key_fields), inner.c.sf_rn)

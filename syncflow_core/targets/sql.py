@@ -505,15 +505,18 @@ class SqlTarget:
         lo: tuple[Any, ...] | None,
         hi: tuple[Any, ...] | None,
     ) -> pa.Table:
-        """Identities of the rows whose business key is in ``(lo, hi]`` (None = unbounded),
-        soft-deleted rows included: `_bridge_key_hash`, `_bridge_data_hash`,
+        """Identities of the rows whose business key is in ``(lo, hi]`` (None = unbounded,
+        ``()`` = the bottom of the key space, as in a slice plan), soft-deleted rows
+        included: `_bridge_key_hash`, `_bridge_data_hash`,
         `_bridge_rowversion`, `_bridge_deleted_at`."""
         for k in key_fields:
             _ident(k, "business key field")
         cols = self._require(name)
+        if hi == ():  # the bottom of the key space: an empty slice holds no key
+            return self._identity_schema(cols).empty_table()
         table = self._table(name, cols)
         conds = []
-        if lo is not None:
+        if lo:  # None and () are both "no lower bound"
             conds.append(self._key_condition(table, cols, key_fields, lo, ">"))
         if hi is not None:
             conds.append(self._key_condition(table, cols, key_fields, hi, "<="))
