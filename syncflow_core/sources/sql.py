@@ -28,9 +28,9 @@ from sqlalchemy.engine import URL, Dialect
 
 from syncflow_core.config import SourceRef
 from syncflow_core.errors import SourceError
+from syncflow_core.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
 from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
 from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
-from syncflow_core.sources.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
 
 __all__ = ["SqlSource"]
 
@@ -209,7 +209,7 @@ class SqlSource:
         return traits
 
     def _ordered(self, ref: SourceRef, cols: list[Any]) -> list[Any]:
-        """The key columns as paged: in binary order (see `syncflow_core.sources.key_order`)."""
+        """The key columns as paged: in binary order (see `syncflow_core.key_order`)."""
         collate = self.key_traits(ref).collate
         return [c.collate(collate[c.name]) if c.name in collate else c for c in cols]
 

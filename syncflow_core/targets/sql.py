@@ -58,6 +58,7 @@ from syncflow_core.identity import (
     ROWVERSION,
     SYNCED_AT,
 )
+from syncflow_core.key_order import pg_key_traits
 from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
@@ -228,6 +229,8 @@ class SqlTarget:
         if self.dialect not in ("sqlite", "postgresql"):
             raise ConfigError(f"target: unsupported database {self.dialect!r}")
         self._types: dict[str, dict[str, ColumnType]] = {}
+        # Per table: key columns to compare under COLLATE "C" (PostgreSQL columns not binary).
+        self._collate: dict[str, dict[str, str]] = {}
         self._adbc: Any = None
         self._adbc_lock = threading.Lock()  # reads may open it from two threads at once
 
@@ -321,12 +324,21 @@ class SqlTarget:
             raise TargetSchemaError(f"target table {name!r} does not exist (ensure_table first)")
         return cols
 
-    def _table(self, name: str, cols: dict[str, ColumnType], create: bool = False) -> sa.Table:
+    def _table(
+        self,
+        name: str,
+        cols: dict[str, ColumnType],
+        create: bool = False,
+        key_fields: Sequence[str] = (),
+    ) -> sa.Table:
         md = sa.MetaData()
         columns = []
+        binary = (*_HEX_COLUMNS, *key_fields)
         for c, t in cols.items():
             typ = _sa_type(t, self.dialect)
-            if create and self.dialect == "postgresql" and c in _HEX_COLUMNS and t == _TEXT:
+            # Text keys in binary order: the order the pipeline cuts key ranges in (a memcmp,
+            # whatever the database's default collation), and their index serves those ranges.
+            if create and self.dialect == "postgresql" and c in binary and t == _TEXT:
                 typ = sa.Text(collation="C")
             columns.append(sa.Column(c, typ))
         options: dict[str, Any] = {}
@@ -387,6 +399,7 @@ class SqlTarget:
             else:
                 self._evolve(conn, name, existing, desired)
         self._types.pop(name, None)
+        self._collate.pop(name, None)
 
     def _create(
         self,
@@ -395,7 +408,7 @@ class SqlTarget:
         cols: dict[str, ColumnType],
         key_fields: Sequence[str],
     ) -> None:
-        table = self._table(name, cols, create=True)
+        table = self._table(name, cols, create=True, key_fields=key_fields)
         conn.execute(sa.schema.CreateTable(table, if_not_exists=True))
         if self.dialect == "postgresql":
             quoted = conn.dialect.identifier_preparer.format_table(table)
@@ -472,8 +485,19 @@ class SqlTarget:
     def _identity_schema(self, cols: dict[str, ColumnType]) -> pa.Schema:
         return pa.schema([(c, cols[c].arrow()) for c in IDENTITY_COLUMNS])
 
+    def _key_collations(self, name: str) -> dict[str, str]:
+        """Columns to compare under an explicit binary collation (tables created before their
+        text keys were created ``COLLATE "C"``, in a database with a linguistic default)."""
+        found = self._collate.get(name)
+        if found is None:
+            with self.engine.connect() as conn:
+                found = pg_key_traits(conn, self.schema, name).collate
+            self._collate[name] = found
+        return found
+
     def _key_condition(
         self,
+        name: str,
         table: sa.Table,
         cols: dict[str, ColumnType],
         key_fields: Sequence[str],
@@ -492,10 +516,12 @@ class SqlTarget:
                 binds.append(sa.bindparam(None, _sqlite_bind(v), type_=sa.types.NullType()))
         left: sa.ColumnElement[Any]
         right: sa.ColumnElement[Any]
+        collate = self._key_collations(name) if self.dialect == "postgresql" else {}
+        keys = [table.c[k].collate(collate[k]) if k in collate else table.c[k] for k in key_fields]
         if len(key_fields) == 1:
-            left, right = table.c[key_fields[0]], binds[0]
+            left, right = keys[0], binds[0]
         else:
-            left, right = sa.tuple_(*[table.c[k] for k in key_fields]), sa.tuple_(*binds)
+            left, right = sa.tuple_(*keys), sa.tuple_(*binds)
         return left > right if op == ">" else left <= right
 
     def read_identities(
@@ -517,9 +543,9 @@ class SqlTarget:
         table = self._table(name, cols)
         conds = []
         if lo:  # None and () are both "no lower bound"
-            conds.append(self._key_condition(table, cols, key_fields, lo, ">"))
+            conds.append(self._key_condition(name, table, cols, key_fields, lo, ">"))
         if hi is not None:
-            conds.append(self._key_condition(table, cols, key_fields, hi, "<="))
+            conds.append(self._key_condition(name, table, cols, key_fields, hi, "<="))
         q = sa.select(*[table.c[c] for c in IDENTITY_COLUMNS]).where(*conds)
         return self._fetch(q, self._identity_schema(cols))
 
