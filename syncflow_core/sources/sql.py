@@ -84,7 +84,13 @@ class SqlSource:
         """``url`` is a SQLAlchemy URL; ``schema`` is the default schema of bare table names."""
         self._url: URL = sa.engine.make_url(url)
         self._schema = schema
-        self._engine = sa.create_engine(self._url)
+        connect_args: dict[str, Any] = {}
+        if self._url.get_backend_name() == "postgresql":
+            # A SQL_ASCII database would otherwise hand the driver bytes instead of text (and
+            # SQLAlchemy fails on the server version at connect); bytes that are not UTF-8
+            # become failed records in normalization.
+            connect_args["client_encoding"] = "UTF8"
+        self._engine = sa.create_engine(self._url, connect_args=connect_args)
         self._use_adbc = use_adbc and self._adbc_uri() is not None
         self._adbc: Any = None
         self._columns: dict[tuple[str | None, str], dict[str, str]] = {}

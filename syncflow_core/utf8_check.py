@@ -1,0 +1,45 @@
+"""Finding text that is not valid UTF-8 in Arrow string arrays (shared by normalize and rejects).
+
+Arrow validates a whole array in one vectorized pass; only an array that fails it is scanned
+value by value.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+__all__ = ["invalid_utf8", "readable_text"]
+
+
+def invalid_utf8(arr: pa.Array) -> npt.NDArray[np.bool_] | None:
+    """Rows of a string array whose bytes are not valid UTF-8; None when all are valid."""
+    if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
+        return None
+    try:
+        arr.validate(full=True)
+        return None
+    except pa.ArrowInvalid:
+        pass
+    raw = arr.view(pa.binary() if pa.types.is_string(arr.type) else pa.large_binary())
+    bad = np.zeros(len(arr), dtype=np.bool_)
+    for i, value in enumerate(raw.to_pylist()):  # only a column that failed validation
+        if value is not None:
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError:
+                bad[i] = True
+    return bad if bad.any() else None
+
+
+def readable_text(arr: pa.Array) -> pa.Array:
+    """``arr`` with every invalid UTF-8 value re-decoded with ``\\xNN`` escapes."""
+    bad = invalid_utf8(arr)
+    if bad is None:
+        return arr
+    raw = arr.view(pa.binary() if pa.types.is_string(arr.type) else pa.large_binary())
+    values = [
+        None if v is None else v.decode("utf-8", "backslashreplace") for v in raw.to_pylist()
+    ]
+    return pa.array(values, pa.string())
