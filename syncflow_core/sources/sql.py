@@ -14,6 +14,7 @@ lossless text rather than failing or dropping values.
 from __future__ import annotations
 
 import contextlib
+import copy
 import decimal
 import queue
 import re
@@ -176,7 +177,12 @@ class SqlSource:
         param: Any = sa.bindparam(None, value)
         if isinstance(col.type, sa.types.NullType):
             return param
-        return sa.cast(param, col.type)
+        typ = col.type
+        if getattr(typ, "collation", None):
+            # The key side carries the paging collation; a second explicit one would clash.
+            typ = copy.copy(typ)
+            typ.collation = None
+        return sa.cast(param, typ)
 
     def _col(self, table: sa.TableClause, ref: SourceRef, name: str, role: str) -> Any:
         if name not in table.c:
