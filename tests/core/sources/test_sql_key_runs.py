@@ -8,6 +8,7 @@ column's collation is case-insensitive or linguistic.
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -20,7 +21,8 @@ from syncflow_core.config import SourceRef
 from syncflow_core.sources.sql import SqlSource
 
 REF = SourceRef(table="lines")
-ROWS = [(k, i) for i, k in enumerate("a b b b c d d e f f f f g h h".split())]
+KEYS = ["a", "b", "b", "b", "c", "d", "d", "e", "f", "f", "f", "f", "g", "h", "h"]
+ROWS = [(k, i) for i, k in enumerate(KEYS)]
 
 
 def _sqlite(tmp_path: Path, ddl: str) -> str:
@@ -52,7 +54,7 @@ def _check_runs(src: SqlSource) -> None:
         assert Counter(got) == Counter(ROWS), size  # every row once
         keys = [k for k, _ in got]
         assert keys == sorted(keys)
-        for before, after in zip(chunks, chunks[1:], strict=False):
+        for before, after in itertools.pairwise(chunks):
             assert before[-1][0] < after[0][0], size  # no run split over two chunks
         assert all(len(c) >= size for c in chunks[:-1])
 
