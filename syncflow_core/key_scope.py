@@ -42,7 +42,7 @@ from syncflow_core.normalize import (
     parse_datetimes,
     parse_numbers,
 )
-from syncflow_core.rejects import empty_reject_specs
+from syncflow_core.normalize.utf8 import reject_invalid_utf8
 from syncflow_core.runtime import Runtime
 from syncflow_core.sources.files import key_range_mask
 
@@ -96,7 +96,7 @@ def normalize_keys(
     src = list(source_keys)
     table = table.select(src)
     types = {k: v for k, v in source_types.items() if k in src}
-    result = StageResult(table, empty_reject_specs())
+    result = reject_invalid_utf8(table)  # a key that is not UTF-8 is a bad key, no crash
     for layer in (coerce_types, clean_strings, parse_numbers, parse_datetimes):
         result = layer(result.table, ent, types)
     names = set(src) | set(ent.business_key_fields)

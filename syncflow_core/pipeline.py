@@ -70,6 +70,7 @@ from syncflow_core.resolve import MAX_ATTEMPTS, next_retry_at, rows_from_json, s
 from syncflow_core.runtime import Runtime
 from syncflow_core.slices import SliceBounds, plan_slices, slice_of
 from syncflow_core.sources.sql import SqlSource
+from syncflow_core.utf8_check import RawText, scalar_value
 
 __all__ = [
     "Runtime",
@@ -160,8 +161,7 @@ def _source_keys(entity: EntityConfig) -> list[str]:
 
 
 def _key_of_row(table: pa.Table, fields: Sequence[str], index: int) -> tuple[Any, ...]:
-    row = table.select(list(fields)).slice(index, 1).to_pylist()[0]
-    return tuple(row[f] for f in fields)
+    return tuple(scalar_value(table.column(f), index) for f in fields)
 
 
 def _timed(durations: dict[str, float], stage: str) -> Callable[[], None]:
@@ -189,6 +189,9 @@ def _normalize_key(
     """A source key tuple as the target holds it (after the same normalization as the rows)."""
     if key is None or key == ():
         return key  # unbounded, or the bottom of the key space (an empty slice)
+    if any(isinstance(v, RawText) for v in key):
+        # Not UTF-8: its row is a failed record, and the bound has no cleaned form.
+        raise ConfigError(f"entity '{ent.name}': a slice bound is not valid UTF-8 text")
     src = _source_keys(ent)
     table = pa.Table.from_pylist([dict(zip(src, key, strict=True))])
     result = normalize_keys(ent, source_types, src, table)

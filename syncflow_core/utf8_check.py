@@ -10,7 +10,7 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-__all__ = ["invalid_utf8", "readable_text"]
+__all__ = ["RawText", "invalid_utf8", "readable_text", "scalar_value"]
 
 
 def invalid_utf8(arr: pa.Array) -> npt.NDArray[np.bool_] | None:
@@ -43,3 +43,25 @@ def readable_text(arr: pa.Array) -> pa.Array:
         None if v is None else v.decode("utf-8", "backslashreplace") for v in raw.to_pylist()
     ]
     return pa.array(values, pa.string())
+
+
+class RawText(bytes):
+    """A text value whose bytes are not UTF-8 (a key a cursor or slice bound must name).
+
+    It binds back to the source as text with exactly these bytes, so keyset paging can step
+    over it; normalization rejects the row that holds it.
+    """
+
+    def __repr__(self) -> str:
+        return f"RawText({bytes(self)!r})"
+
+
+def scalar_value(col: pa.ChunkedArray | pa.Array, i: int) -> object:
+    """Value ``i`` of a column as Python; invalid UTF-8 text as `RawText` instead of an error."""
+    try:
+        return col[i].as_py()
+    except UnicodeDecodeError:
+        one = col.slice(i, 1)
+        arr = one.combine_chunks() if isinstance(one, pa.ChunkedArray) else one
+        wide = pa.types.is_large_string(arr.type)
+        return RawText(arr.view(pa.large_binary() if wide else pa.binary())[0].as_py())

@@ -32,6 +32,7 @@ from syncflow_core.errors import SourceError
 from syncflow_core.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
 from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
 from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
+from syncflow_core.utf8_check import RawText, scalar_value
 
 __all__ = ["SqlSource"]
 
@@ -172,8 +173,14 @@ class SqlSource:
         types = self._types.get((schema, name), {})
         return sa.table(name, *(sa.column(c, types.get(c)) for c in names), schema=schema)
 
-    @staticmethod
-    def _bind(col: Any, value: Any) -> Any:
+    def _bind(self, col: Any, value: Any) -> Any:
+        if isinstance(value, RawText):
+            # Text whose bytes are not UTF-8 (SQLite TEXT, a PostgreSQL SQL_ASCII database):
+            # bound as bytes and turned back into text with exactly those bytes.
+            raw: Any = sa.bindparam(None, bytes(value), type_=sa.LargeBinary())
+            if self._engine.dialect.name == "postgresql":
+                return sa.func.convert_from(raw, sa.literal_column("'SQL_ASCII'"))
+            return sa.cast(raw, sa.Text())
         param: Any = sa.bindparam(None, value)
         if isinstance(col.type, sa.types.NullType):
             return param
@@ -398,7 +405,7 @@ class SqlSource:
             if chunk.num_rows < chunk_size:
                 return
             last_row = chunk.num_rows - 1
-            cursor = tuple(chunk.column(k)[last_row].as_py() for k in key_fields)
+            cursor = tuple(scalar_value(chunk.column(k), last_row) for k in key_fields)
 
     def _nth_key(
         self,
@@ -420,7 +427,7 @@ class SqlSource:
         got = self._fetch(ref, stmt)
         if got.num_rows == 0:
             return None
-        return tuple(got.column(i)[0].as_py() for i in range(len(cols)))
+        return tuple(scalar_value(got.column(i), 0) for i in range(len(cols)))
 
     def read_null_keys(
         self, ref: SourceRef, key_fields: Sequence[str], chunk_size: int
@@ -460,9 +467,10 @@ class SqlSource:
             )
             got = self._fetch(ref, stmt)
             rns = got.column(len(key_fields)).to_pylist()
-            keys = [got.column(i).to_pylist() for i in range(len(key_fields))]
             for j, r in enumerate(rns):
-                found[int(r)] = tuple(col[j] for col in keys)
+                found[int(r)] = tuple(
+                    scalar_value(got.column(i), j) for i in range(len(key_fields))
+                )
         return [found[p] if p > 0 else () for p in positions]
 
     def close(self) -> None:

@@ -32,6 +32,9 @@ BAD = {
     "B-month-13": ("6f6b", "1", "01.13.2023", 1_600_000_000),
     "\x01\x02": ("6f6b", "1", "01.02.2023", 1_600_000_000),  # key of control characters only
 }
+# Keys that are not UTF-8 (escaped as in the failed record's raw row): a chunk may end on one,
+# so paging must step over it (bound back as the same bytes).
+RAW_KEYS = {bytes.fromhex("422dff"): "B-\\xff", bytes.fromhex("472d30eda080"): "G-0\\xed\\xa0\\x80"}
 FIELDS = {
     "N": {"type": "NUMBER(10)"},
     "D": {"type": "DATE", "date_formats": ["%d.%m.%Y"]},
@@ -45,8 +48,9 @@ def _fill_sqlite(url: str) -> None:
     conn = sqlite3.connect(url.removeprefix("sqlite:///"))
     conn.execute('CREATE TABLE "BAD" ("K" TEXT, "T" TEXT, "N" TEXT, "D" TEXT, "E" INTEGER)')
     conn.executemany(
-        "INSERT INTO \"BAD\" VALUES (?, CAST(? AS TEXT), ?, ?, ?)",
-        [(k, bytes.fromhex(t), n, d, e) for k, (t, n, d, e) in {**GOOD, **BAD}.items()],
+        "INSERT INTO \"BAD\" VALUES (CAST(? AS TEXT), CAST(? AS TEXT), ?, ?, ?)",
+        [(k.encode(), bytes.fromhex(t), n, d, e) for k, (t, n, d, e) in {**GOOD, **BAD}.items()]
+        + [(k, b"ok", "1", "01.02.2023", 1_600_000_000) for k in RAW_KEYS],
     )
     conn.commit()
     conn.close()
@@ -60,34 +64,47 @@ def _fill_pg(pg: PgCluster, name: str) -> str:
     with psycopg.connect(host=pg.host, port=pg.port, user=pg.user, dbname=name,
                          autocommit=True) as conn:
         conn.execute('CREATE TABLE "BAD" ("K" TEXT, "T" TEXT, "N" TEXT, "D" TEXT, "E" BIGINT)')
-        for k, (t, n, d, e) in {**GOOD, **BAD}.items():
+        rows = [(k.encode(), bytes.fromhex(t), n, d, e)
+                for k, (t, n, d, e) in {**GOOD, **BAD}.items()]
+        rows += [(k, b"ok", "1", "01.02.2023", 1_600_000_000) for k in RAW_KEYS]
+        for row in rows:
             conn.execute(
-                "INSERT INTO \"BAD\" VALUES (%s, convert_from(%s, 'SQL_ASCII'), %s, %s, %s)",
-                (k, bytes.fromhex(t), n, d, e),
+                "INSERT INTO \"BAD\" VALUES (convert_from(%s, 'SQL_ASCII'), "
+                "convert_from(%s, 'SQL_ASCII'), %s, %s, %s)",
+                row,
             )
     return pg.url(name)
 
 
 def _check(src_url: str, tgt_url: str) -> None:
+    # One chunk holding everything; then small chunks over slices, whose bounds and cursors
+    # land on bad keys too.
+    _check_once(src_url, tgt_url, slices=1, chunk=1000)
+    _check_once(src_url, tgt_url, slices=5, chunk=2)  # a bound and a cursor on "G-0\xed…"
+
+
+def _check_once(src_url: str, tgt_url: str, slices: int, chunk: int) -> None:
     ent = {
         "source": {"connection": "erp", "table": "BAD"},
         "business_key_fields": ["K"],
         "fields": FIELDS,
-        "slices": 1,
-        "chunk_size": 1000,
+        "slices": slices,
+        "chunk_size": chunk,
         "reject_ratio_limit": 1.0,
     }
-    cfg = make_config(src_url, tgt_url, {"bad": ent})
+    name = f"bad{chunk}"
+    cfg = make_config(src_url, tgt_url, {name: ent})
+    n_bad = len(BAD) + len(RAW_KEYS)
     with Runtime.open(cfg, {}) as rt:
-        counts = sync_all(rt, "bad", "run-1")
+        counts = sync_all(rt, name, "run-1")
         assert (counts.fetched, counts.inserted, counts.rejected) == (
-            len(GOOD) + len(BAD), len(GOOD), len(BAD)
+            len(GOOD) + n_bad, len(GOOD), n_bad
         )
-        loaded = {r["K"] for r in rt.target.read_table("bad").to_pylist()}
+        loaded = {r["K"] for r in rt.target.read_table(name).to_pylist()}
         assert loaded == set(GOOD)
-        failed = rt.state.list_failed_records("bad").to_pylist()
+        failed = rt.state.list_failed_records(name).to_pylist()
         by_key = {json.loads(f["raw_row"])["K"]: f for f in failed}
-        assert set(by_key) == set(BAD) and len(failed) == len(BAD)
+        assert set(by_key) == set(BAD) | set(RAW_KEYS.values()) and len(failed) == n_bad
         for f in failed:
             assert f["stage"] and f["error_code"] and f["message"], f
         assert by_key["B-utf8"]["error_code"] == "invalid_utf8"
@@ -97,10 +114,11 @@ def _check(src_url: str, tgt_url: str) -> None:
         assert by_key["B-feb-31"]["stage"] == "datetimes"
         assert by_key["B-nan"]["stage"] == "numbers"
         assert by_key["\x01\x02"]["stage"] == "identity"
+        assert {by_key[k]["error_code"] for k in RAW_KEYS.values()} == {"invalid_utf8"}
         # A rerun opens nothing new and loads nothing twice.
-        again = sync_all(rt, "bad", "run-2")
+        again = sync_all(rt, name, "run-2")
         assert (again.inserted, again.updated, again.rejected_new) == (0, 0, 0)
-        assert rt.state.list_failed_records("bad").num_rows == len(BAD)
+        assert rt.state.list_failed_records(name).num_rows == n_bad
 
 
 def test_bad_value_corpus_sqlite(tmp_path: Path) -> None:
