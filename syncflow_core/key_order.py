@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-__all__ = ["KeyTraits", "pg_key_traits", "sqlite_key_traits"]
+__all__ = ["KeyTraits", "pg_collations", "pg_key_traits", "sqlite_key_traits"]
 
 _BINARY_LOCALES = {"C", "POSIX", "C.UTF-8", "C.utf8"}
 
@@ -50,7 +50,12 @@ class KeyTraits:
 
 
 def pg_key_traits(conn: sa.Connection, schema: str | None, name: str) -> KeyTraits:
-    """Collations and unique column sets of a PostgreSQL table (one catalog query each)."""
+    """Collations and unique column sets of a PostgreSQL table (a few catalog queries)."""
+    return KeyTraits(pg_collations(conn, schema, name), tuple(_pg_unique_sets(conn, schema, name)))
+
+
+def pg_collations(conn: sa.Connection, schema: str | None, name: str) -> dict[str, str]:
+    """Column -> ``"C"`` for each column of a PostgreSQL table whose collation is not binary."""
     provider = "datlocprovider" if _pg_has_locprovider(conn) else "'c'"  # PostgreSQL < 15: libc
     db = conn.execute(
         sa.text(f"SELECT datcollate, {provider} FROM pg_database "  # noqa: S608 (our text)
@@ -76,7 +81,7 @@ def pg_key_traits(conn: sa.Connection, schema: str | None, name: str) -> KeyTrai
             )
         if not binary:
             collate[str(col)] = "C"
-    return KeyTraits(collate, tuple(_pg_unique_sets(conn, schema, name)))
+    return collate
 
 
 def _pg_has_locprovider(conn: sa.Connection) -> bool:

@@ -58,7 +58,7 @@ from syncflow_core.identity import (
     ROWVERSION,
     SYNCED_AT,
 )
-from syncflow_core.key_order import pg_key_traits
+from syncflow_core.key_order import pg_collations
 from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
@@ -396,10 +396,10 @@ class SqlTarget:
             existing = self._reflect(conn, name)
             if not existing:
                 self._create(conn, name, desired, key_fields)
+                self._collate.pop(name, None)
             else:
                 self._evolve(conn, name, existing, desired)
         self._types.pop(name, None)
-        self._collate.pop(name, None)
 
     def _create(
         self,
@@ -491,7 +491,7 @@ class SqlTarget:
         found = self._collate.get(name)
         if found is None:
             with self.engine.connect() as conn:
-                found = pg_key_traits(conn, self.schema, name).collate
+                found = pg_collations(conn, self.schema, name)
             self._collate[name] = found
         return found
 
