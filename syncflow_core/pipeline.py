@@ -506,12 +506,14 @@ def delta_batch(
     *,
     stored: pa.Table | None = None,
     index: IncomingIndex | None = None,
+    bulk: bool = False,
 ) -> Batch:
     """Classify against what the target holds in the batch's key range.
 
     tables: ``upserts`` (with an op column i/u), ``deletes`` (key hashes), ``rejects``.
     ``stored``: the target's identities of that range when the caller read them already;
-    ``index``: `index_incoming` of the batch's rows when the caller built it already.
+    ``index``: `index_incoming` of the batch's rows when the caller built it already;
+    ``bulk``: a streamed first load (``stored`` is then taken as is, also for unordered keys).
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
@@ -519,7 +521,7 @@ def delta_batch(
     rows = batch.table("rows")
     lo, hi = _target_range(ent, batch)
     unordered = _keys_unordered(rt, ent, batch, rows, lo, hi)
-    if unordered:  # exact, order-free: by key hash, deletes when the pass completes
+    if unordered and not bulk:  # exact, order-free: by key hash, deletes at the pass's end
         stored = stored_by_hash(rt, ent, rows.column(KEY_HASH))
     elif stored is None:
         stored = _stored_identities(rt, ent, lo, hi)
@@ -749,7 +751,8 @@ def load_batch(
                 conn=sconn,
             )
     deleted = int(getattr(counts, "deleted", len(deletes)))
-    if complete and batch.info.get("keys_unordered") and ent.delta_strategy in ("hash", "full"):
+    reconcile = batch.info.get("keys_unordered") and ent.delta_strategy in ("hash", "full")
+    if complete and reconcile and not bulk:  # (a first load has nothing to delete)
         # The pass over this slice is done: the deletes its batches could not find by range.
         deleted += reconcile_deletes(
             rt, ent, batch.info["source_types"], _source_keys(ent), run_id
@@ -893,7 +896,8 @@ def _stream_slice(
                 index = index_incoming(batch.table("rows"), ent.rowversion_field)
                 known = stored.result()
                 batch.info["durations"]["delta"] = time.perf_counter() - waited
-                batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index)
+                batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index,
+                                    bulk=bulk)
                 batch = resolve_batch(rt, entity, batch)
                 counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk)
                 total.add(counts)
