@@ -1,18 +1,24 @@
 """How a SQL source orders and tells apart key values: collations and unique keys, reflected.
 
 Keyset paging is right in any collation as long as ``ORDER BY``, ``key > cursor`` and
-``key = last`` agree, and SQL guarantees that. The rest of the pipeline is faster when the
-source's order is also the *binary* order (Python's, Arrow's, the target's ``COLLATE "C"``):
-cleaned keys then keep the order of the source keys and a chunk's deletes come from a key range
-of the target. So key columns with a linguistic collation (a PostgreSQL database created with
-ICU ``en-US`` or ``en_US.UTF-8``, a SQLite ``COLLATE NOCASE`` column) are paged with an explicit
-binary collation. Columns already binary get no ``COLLATE`` clause, so their indexes still
-serve the paging. Paging a linguistic column in binary order cannot use its index; an index
-``ON t (k COLLATE "C")`` (PostgreSQL) gives that speed back.
+``key <= bound`` use one order, and SQL guarantees that. The rest of the pipeline is faster
+when the source's order is also the *binary* order (Python's, Arrow's, the target's
+``COLLATE "C"``): cleaned keys then keep the order of the source keys and a chunk's deletes come
+from a key range of the target. When cleaned keys do not keep the source's order, the pipeline
+notices and takes exact, order-free deletes instead (`syncflow_core.key_scope`), slower but
+linear.
 
-Other dialects (SQL Server, Oracle, MySQL) are paged in the column's own collation; when that
-order differs from the cleaned keys' order, the pipeline notices and falls back to exact,
-order-free deletes (see `syncflow_core.key_scope`).
+So the order a key with a linguistic collation (a PostgreSQL database in ``en_US.UTF-8`` or ICU
+``en-US``, a SQLite ``COLLATE NOCASE`` column) is paged in depends on its indexes
+(`KeyTraits.paging_collation`):
+
+- an index on the key columns in binary order (``ON t (k COLLATE "C")``): binary order, on it;
+- else an index in the columns' own collation: their own order, on that index (paging in
+  binary order could not use it: every chunk would scan and sort the table, quadratic);
+- no index: binary order (every chunk scans either way; binary keeps the fast delete path).
+
+Binary columns get no ``COLLATE`` clause, so their indexes serve the paging as before. Other
+dialects (SQL Server, Oracle, MySQL) are paged in the columns' own collation.
 
 Uniqueness: when the source declares the key unique (primary key, unique constraint or
 non-partial unique index over a subset of the key columns), no two rows share a key and a
@@ -39,9 +45,23 @@ class KeyTraits:
     """What paging a table by its key columns needs to know about them."""
 
     collate: dict[str, str] = field(default_factory=dict)
-    """Column -> binary collation to page it with (absent: the column is binary already)."""
+    """Column -> its dialect's binary collation, for each column whose collation is not."""
     unique_sets: tuple[frozenset[str], ...] = ()
     """Column sets the database declares unique."""
+    indexes: tuple[tuple[tuple[str, bool], ...], ...] = ()
+    """Each (non-partial) index: its columns in order, each with "is in binary order"."""
+
+    def paging_collation(self, key_fields: Sequence[str]) -> dict[str, str]:
+        """Key column -> collation to page it in (see the module docstring); {} = as is."""
+        linguistic = {k: self.collate[k] for k in key_fields if k in self.collate}
+        if not linguistic:
+            return {}
+        keys = list(key_fields)
+        serving = [ix for ix in self.indexes if [c for c, _ in ix[: len(keys)]] == keys]
+        lead = len(keys)
+        if any(all(binary or c not in linguistic for c, binary in ix[:lead]) for ix in serving):
+            return linguistic
+        return {} if serving else linguistic
 
     def is_unique(self, key_fields: Sequence[str]) -> bool:
         """Whether the database guarantees no two rows share a value of ``key_fields``."""
@@ -50,18 +70,50 @@ class KeyTraits:
 
 
 def pg_key_traits(conn: sa.Connection, schema: str | None, name: str) -> KeyTraits:
-    """Collations and unique column sets of a PostgreSQL table (a few catalog queries)."""
-    return KeyTraits(pg_collations(conn, schema, name), tuple(_pg_unique_sets(conn, schema, name)))
+    """Collations, unique column sets and indexes of a PostgreSQL table (catalog queries)."""
+    default_binary = _pg_default_binary(conn)
+    rows = conn.execute(
+        sa.text(
+            "SELECT i.indexrelid, a.attname, c.collname, c.collprovider, c.collcollate "
+            "FROM pg_index i CROSS JOIN LATERAL "
+            "unnest(CAST(i.indkey AS int2[]), CAST(i.indcollation AS oid[])) "
+            "WITH ORDINALITY AS k(attnum, coll, ord) "
+            "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum "
+            "LEFT JOIN pg_collation c ON c.oid = k.coll "
+            "WHERE i.indrelid = CAST(:rel AS regclass) AND i.indpred IS NULL "
+            "ORDER BY i.indexrelid, k.ord"
+        ),
+        {"rel": _pg_regclass(conn, schema, name)},
+    ).all()
+    indexes: dict[int, list[tuple[str, bool]]] = {}
+    for ix, col, collname, provider, collcollate in rows:
+        binary = collname is None or _pg_binary(collname, provider, collcollate, default_binary)
+        indexes.setdefault(int(ix), []).append((str(col), binary))
+    return KeyTraits(
+        pg_collations(conn, schema, name),
+        tuple(_pg_unique_sets(conn, schema, name)),
+        tuple(tuple(cols) for cols in indexes.values()),
+    )
 
 
-def pg_collations(conn: sa.Connection, schema: str | None, name: str) -> dict[str, str]:
-    """Column -> ``"C"`` for each column of a PostgreSQL table whose collation is not binary."""
+def _pg_binary(collname: str, provider: str, collcollate: object, default_binary: bool) -> bool:
+    if collname == "default":
+        return default_binary
+    return collname in ("C", "POSIX") or (provider == "c" and str(collcollate) in _BINARY_LOCALES)
+
+
+def _pg_default_binary(conn: sa.Connection) -> bool:
     provider = "datlocprovider" if _pg_has_locprovider(conn) else "'c'"  # PostgreSQL < 15: libc
     db = conn.execute(
         sa.text(f"SELECT datcollate, {provider} FROM pg_database "  # noqa: S608 (our text)
                 "WHERE datname = current_database()")
     ).one()
-    default_binary = db[1] == "c" and str(db[0]) in _BINARY_LOCALES
+    return bool(db[1] == "c" and str(db[0]) in _BINARY_LOCALES)
+
+
+def pg_collations(conn: sa.Connection, schema: str | None, name: str) -> dict[str, str]:
+    """Column -> ``"C"`` for each column of a PostgreSQL table whose collation is not binary."""
+    default_binary = _pg_default_binary(conn)
     rows = conn.execute(
         sa.text(
             "SELECT a.attname, coll.collname, coll.collprovider, coll.collcollate "
@@ -73,13 +125,7 @@ def pg_collations(conn: sa.Connection, schema: str | None, name: str) -> dict[st
     ).all()
     collate: dict[str, str] = {}
     for col, collname, provider, collcollate in rows:
-        if collname == "default":
-            binary = default_binary
-        else:
-            binary = collname in ("C", "POSIX") or (
-                provider == "c" and str(collcollate) in _BINARY_LOCALES
-            )
-        if not binary:
+        if not _pg_binary(collname, provider, collcollate, default_binary):
             collate[str(col)] = "C"
     return collate
 
@@ -167,11 +213,17 @@ def sqlite_key_traits(conn: sa.Connection, schema: str | None, name: str) -> Key
     pk = [str(r[1]) for r in sorted(info, key=lambda r: r[5]) if r[5]]
     if pk:
         sets.append(frozenset(pk))
+    indexes: list[tuple[tuple[str, bool], ...]] = []
     for ix in conn.exec_driver_sql(f"PRAGMA {prefix}index_list({q(name)})").fetchall():
-        # (seq, name, unique, origin, partial)
-        if ix[2] and not ix[4]:
-            cols = conn.exec_driver_sql(f"PRAGMA {prefix}index_info({q(ix[1])})").fetchall()
-            names = [r[2] for r in cols]
-            if names and None not in names:
-                sets.append(frozenset(str(n) for n in names))
-    return KeyTraits(collate, tuple(sets))
+        # index_list: (seq, name, unique, origin, partial); index_xinfo: (seqno, cid, name,
+        # desc, coll, key) with key = 0 for the rowid tail
+        if ix[4]:
+            continue
+        info_rows = conn.exec_driver_sql(f"PRAGMA {prefix}index_xinfo({q(ix[1])})").fetchall()
+        cols = [r for r in info_rows if r[5]]
+        if not cols or any(r[2] is None for r in cols):
+            continue  # an expression index
+        indexes.append(tuple((str(r[2]), str(r[4]).upper() == "BINARY") for r in cols))
+        if ix[2]:
+            sets.append(frozenset(str(r[2]) for r in cols))
+    return KeyTraits(collate, tuple(sets), tuple(indexes))

@@ -228,8 +228,9 @@ class SqlSource:
         return traits
 
     def _ordered(self, ref: SourceRef, cols: list[Any]) -> list[Any]:
-        """The key columns as paged: in binary order (see `syncflow_core.key_order`)."""
-        collate = self.key_traits(ref).collate
+        """The key columns as paged (in binary order where an index or none allows it, see
+        `syncflow_core.key_order`)."""
+        collate = self.key_traits(ref).paging_collation([c.name for c in cols])
         return [c.collate(collate[c.name]) if c.name in collate else c for c in cols]
 
     def _compare(self, cols: list[Any], bound: KeyTuple, op: str, keys: list[Any]) -> Any:

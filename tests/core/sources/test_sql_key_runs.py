@@ -83,24 +83,52 @@ def test_sqlite_declared_unique_key_keeps_the_plain_limit_path(tmp_path: Path) -
 
 def test_sqlite_nocase_column_is_paged_in_binary_order(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "src.db") as conn:
-        conn.execute('CREATE TABLE lines ("k" TEXT COLLATE NOCASE PRIMARY KEY, v INTEGER)')
+        conn.execute('CREATE TABLE lines ("k" TEXT COLLATE NOCASE, v INTEGER)')
         conn.executemany("INSERT INTO lines VALUES (?, ?)",
                          [(k, i) for i, k in enumerate(["b", "A", "a2", "B2", "é", "Z"])])
     src = SqlSource(f"sqlite:///{tmp_path / 'src.db'}")
-    assert src.key_traits(REF).collate == {"k": "BINARY"}
+    assert src.key_traits(REF).paging_collation(["k"]) == {"k": "BINARY"}
     keys = [k for c in _chunks(src, 2) for k, _ in c]
     assert keys == sorted(keys) == ["A", "B2", "Z", "a2", "b", "é"]
     src.close()
 
 
+def test_sqlite_nocase_primary_key_is_paged_on_its_index(tmp_path: Path) -> None:
+    # Binary paging could not use the NOCASE index (a scan and sort per chunk): NOCASE order.
+    with sqlite3.connect(tmp_path / "src.db") as conn:
+        conn.execute('CREATE TABLE lines ("k" TEXT COLLATE NOCASE PRIMARY KEY, v INTEGER)')
+        conn.executemany("INSERT INTO lines VALUES (?, ?)",
+                         [(k, i) for i, k in enumerate(["b", "A", "a2", "B2", "é", "Z"])])
+    src = SqlSource(f"sqlite:///{tmp_path / 'src.db'}")
+    assert src.key_traits(REF).paging_collation(["k"]) == {}
+    for size in (1, 2, 4):
+        keys = [k for c in _chunks(src, size) for k, _ in c]
+        assert keys == ["A", "a2", "b", "B2", "Z", "é"], size
+    src.close()
+
+
 @pytest.mark.postgres
-def test_pg_icu_column_is_paged_in_binary_order(pg_url: str) -> None:
-    src = SqlSource(_pg(
-        pg_url, 'CREATE COLLATION IF NOT EXISTS en_icu (provider = icu, locale = \'en-US\');'
-        'CREATE TABLE lines (k TEXT COLLATE en_icu, v INTEGER)'))
+@pytest.mark.parametrize(("index", "binary"), [
+    ("", True),
+    ("CREATE INDEX lines_k ON lines (k)", False),
+    ('CREATE INDEX lines_k ON lines (k COLLATE "C")', True),
+])
+def test_pg_icu_column_paging_order_follows_its_index(
+    pg_url: str, index: str, binary: bool
+) -> None:
+    ddl = ("CREATE COLLATION IF NOT EXISTS en_icu (provider = icu, locale = 'en-US');"
+           "CREATE TABLE lines (k TEXT COLLATE en_icu, v INTEGER);" + index)
+    src = SqlSource(_pg(pg_url, ddl))
     assert src.key_traits(REF).collate == {"k": "C"}
-    keys = [k for c in _chunks(src, 2) for k, _ in c]
-    assert keys == sorted(keys)
+    assert src.key_traits(REF).paging_collation(["k"]) == ({"k": "C"} if binary else {})
+    for size in (2, 3):
+        chunks = _chunks(src, size)
+        got = [r for c in chunks for r in c]
+        assert Counter(got) == Counter(ROWS)
+        if binary:
+            keys = [k for k, _ in got]
+            assert keys == sorted(keys)
     bounds = [b[0] for b in src.key_bounds(REF, ["k"], 3)]
-    assert bounds == sorted(bounds)
+    if binary:
+        assert bounds == sorted(bounds)
     src.close()
