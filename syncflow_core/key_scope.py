@@ -45,6 +45,7 @@ from syncflow_core.normalize import (
 from syncflow_core.normalize.utf8 import reject_invalid_utf8
 from syncflow_core.runtime import Runtime
 from syncflow_core.sources.files import key_range_mask
+from syncflow_core.sources.sql import SqlSource
 
 __all__ = [
     "UNORDERED_MARK",
@@ -116,8 +117,15 @@ def _source_key_hashes(
     rt: Runtime, ent: EntityConfig, source_types: dict[str, str], source_keys: Sequence[str]
 ) -> pa.Array:
     source = rt.source(ent.name)
+    keys = list(source_keys)
+    # Only the key columns where the source can (a SQL query); files and APIs send rows.
+    chunks = (
+        source.read(ent.source, keys, None, None, _SCAN_CHUNK, columns=keys)
+        if isinstance(source, SqlSource)
+        else source.read(ent.source, keys, None, None, _SCAN_CHUNK)
+    )
     found: list[pa.Array] = []
-    for chunk in source.read(ent.source, list(source_keys), None, None, _SCAN_CHUNK):
+    for chunk in chunks:
         cleaned = normalize_keys(ent, source_types, source_keys, chunk).table
         valid = pc.is_valid(cleaned.column(ent.business_key_fields[0]))
         for k in ent.business_key_fields[1:]:

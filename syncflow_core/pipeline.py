@@ -492,8 +492,9 @@ def _key_range(
 def _stored_identities(
     rt: Runtime, ent: EntityConfig, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
 ) -> pa.Table:
-    """What the target holds in ``(lo, hi]``. Touches only the target (safe on a thread)."""
-    if rt.target.table_exists(ent.table_name):
+    """What the target holds in ``(lo, hi]``. Touches only the target and the state store
+    (safe on a thread); nothing for an unordered entity (`delta_batch` reads by key hash)."""
+    if rt.target.table_exists(ent.table_name) and not keys_unordered(rt, ent.name):
         return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     return empty_stored()
 

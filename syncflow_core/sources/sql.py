@@ -364,8 +364,11 @@ class SqlSource:
         watermark_field: str | None = None,
         watermark: Any = None,
         on_piece: Callable[[pa.Table], None] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> Iterator[pa.Table]:
         """Key-ordered chunks of ``(lo, hi]`` by keyset pagination (see `Source.read`).
+
+        ``columns``: read only these (they must include the key fields); default all.
 
         ``on_piece`` (PostgreSQL) sees each chunk's rows in pieces while they arrive, before
         the chunk is yielded whole: work on the first rows can start during the read.
@@ -387,7 +390,8 @@ class SqlSource:
         cursor = lo
         while True:
             conds = [*self._range(cols, keys, cursor, hi), *extra]
-            stmt = sa.select(table).where(*conds).order_by(*keys)
+            picked = [table.c[c] for c in columns] if columns else [table]
+            stmt = sa.select(*picked).where(*conds).order_by(*keys)
             if unique:
                 stmt = stmt.limit(limit)
             else:
