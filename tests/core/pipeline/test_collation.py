@@ -33,7 +33,7 @@ DELETE = [("APPLE",), ("éclair",), ("Zebra",), ("b c",)]
 @pytest.mark.parametrize(("index", "binary_paging"), [
     ("", True),  # no index: paged in binary order, deletes by key range
     ('CREATE INDEX "words_k" ON "WORDS" ("K")', False),  # its NOCASE index: its own order
-])
+], ids=["no-index", "nocase-index"])
 def test_sqlite_nocase_key_column(tmp_path: Path, index: str, binary_paging: bool) -> None:
     src_url, tgt_url = sqlite_urls(tmp_path)
     erp = Erp(src_url)
