@@ -2,7 +2,8 @@
 
 Writes only what the caller passes (inserts + updates, and key hashes to soft-delete); rows it
 is not given are never touched. SQLite uses one executemany of an ``ON CONFLICT`` upsert.
-Identifiers are validated (`config.IDENTIFIER`) and quoted by SQLAlchemy / psycopg; every value
+Names are validated (`config.check_name`: any text but control characters, outer spaces and
+more than 63 bytes, so ``Order Details`` works) and quoted by SQLAlchemy / psycopg; every value
 is a bound parameter. PostgreSQL writes take one of three routes, all inside the caller's
 transaction:
 
@@ -46,7 +47,7 @@ from alembic.operations import Operations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from syncflow_core.config import IDENTIFIER
+from syncflow_core.config import check_name
 from syncflow_core.errors import ConfigError, TargetSchemaError
 from syncflow_core.identity import (
     BATCH_ID,
@@ -61,7 +62,15 @@ from syncflow_core.identity import (
 from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
-from syncflow_core.targets.ddl import ColumnType, from_arrow, from_declared, from_pg_catalog, holds
+from syncflow_core.targets.ddl import (
+    ColumnType,
+    from_arrow,
+    from_declared,
+    from_field,
+    from_pg_catalog,
+    holds,
+    narrowest_scale,
+)
 from syncflow_core.targets.ddl import sa_type as _sa_type
 from syncflow_core.targets.engine import create_sql_engine
 
@@ -119,19 +128,21 @@ class WriteCounts(NamedTuple):
 
 
 def _ident(value: str, what: str) -> str:
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
-        raise ConfigError(f"{what} {value!r} is not a valid identifier ([A-Za-z_][A-Za-z0-9_$]*)")
-    return value
+    try:
+        return check_name(value, what)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (not a valid name)") from None
 
 
 def _index_name(table: str, suffix: str) -> str:
     name = f"{table}_{suffix}"
-    if len(name) <= 63:
+    if len(name.encode("utf-8")) <= 63:
         return name
     import hashlib
 
     tag = hashlib.blake2b(table.encode(), digest_size=4).hexdigest()
-    return f"{table[: 62 - len(suffix) - 9]}_{tag}_{suffix}"
+    head = table.encode("utf-8")[: 62 - len(suffix) - 9].decode("utf-8", "ignore")
+    return f"{head}_{tag}_{suffix}"
 
 
 def _sqlite_ts(v: datetime) -> str:
@@ -364,7 +375,7 @@ class SqlTarget:
                 continue  # hidden row ids never land; all-null columns wait for a real type
             _ident(f.name, "column")
             try:
-                desired[f.name] = from_arrow(f.type, f"table {name!r}: column {f.name!r}")
+                desired[f.name] = from_field(f, f"table {name!r}: column {f.name!r}")
             except TypeError as exc:
                 raise TargetSchemaError(str(exc)) from None
         for k in key_fields:
@@ -667,7 +678,10 @@ class SqlTarget:
         for c in data.column_names:
             want = cols[c].arrow()
             try:
-                arrays.append(data.column(c).cast(want))
+                values = data.column(c).cast(want)
+                if cols[c].kind == "decimal" and not cols[c].precision:
+                    values = narrowest_scale(values)
+                arrays.append(values)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise TargetSchemaError(
                     f"table {name!r}: column {c!r} ({cols[c]}) cannot take the data's "
