@@ -167,7 +167,7 @@ def coerce_types(
     """Layer 1: cast each column to the type its declared (or inferred) kind implies.
 
     Text in numeric/datetime columns stays text for layers 3/4; CHAR padding is stripped;
-    binary becomes lowercase hex. Values that do not fit are rejects (stage ``type_coercion``).
+    binary becomes lowercase hex (``binary: text``: decoded as UTF-8, else a reject). Values that do not fit are rejects (stage ``type_coercion``).
     """
     table = ensure_row_ids(table)
     if plans is None:
@@ -186,6 +186,8 @@ def coerce_types(
             out = _to_text(arr, col, rc)
             if kind == "char":
                 out = pc.utf8_rtrim(out, " ")
+        elif kind == "binary" and plan.options.binary == "text":
+            out = _to_text(arr, col, rc)  # UTF-8 payloads (JSON, XML) as text
         elif kind == "binary":
             out = to_hex(arr) if _is_binary(t) else pc.utf8_lower(_to_text(arr, col, rc))
         elif kind == "bool":

@@ -665,6 +665,12 @@ class SqlTarget:
             raise ValueError(f"upserts for {name!r} lack {KEY_HASH}")
         if data.num_rows == 0:
             return data
+        # A column the source no longer has (dropped or renamed) is NULL in every row written
+        # from now on, as it is in the DATA hash those rows carry; rows not written keep what
+        # they had, and their stored hash still describes them.
+        for c, ct in cols.items():
+            if c not in data.column_names and c not in BRIDGE_COLUMNS:
+                data = data.append_column(c, pa.nulls(data.num_rows, ct.arrow()))
         keys = data.column(KEY_HASH)
         if keys.null_count:
             raise ValueError(f"upserts for {name!r}: {keys.null_count} rows without {KEY_HASH}")
