@@ -167,7 +167,8 @@ def coerce_types(
     """Layer 1: cast each column to the type its declared (or inferred) kind implies.
 
     Text in numeric/datetime columns stays text for layers 3/4; CHAR padding is stripped;
-    binary becomes lowercase hex (``binary: text``: decoded as UTF-8, else a reject). Values that do not fit are rejects (stage ``type_coercion``).
+    binary becomes lowercase hex (``binary: text``: decoded as UTF-8, else a reject). Values
+    that do not fit are rejects (stage ``type_coercion``).
     """
     table = ensure_row_ids(table)
     if plans is None:

@@ -241,7 +241,7 @@ def plan_fields(
                     and declared.strip().upper() == "DATE":
                 kind = "date"
             plans[f.name] = FieldPlan(kind, opts, p, s, declared,
-                                      unconstrained=is_unconstrained(declared))
+                                      unconstrained=bool(declared and is_unconstrained(declared)))
             continue
         inferred = _infer(f.type)
         if inferred is not None:
