@@ -391,6 +391,10 @@ class StoreConfig(_Strict):
     url: str | None = None
     url_env: str | None = None
     db_schema: str | None = Field(None, alias="schema")
+    ddl_lock_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    """How long one schema change (ALTER TABLE for a new source column) waits for its table
+    lock before giving up and retrying (PostgreSQL ``lock_timeout``; SQLite waits as long for
+    its write lock). While it waits, readers queue behind it: keep it short."""
 
     @model_validator(mode="after")
     def _one(self) -> StoreConfig:

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -118,6 +119,17 @@ _JOIN_MEMORY = "64MB"
 # on the same page (a HOT update) and skip both indexes: 100k updates of a 1M-row table took
 # 1.65 s packed full, 1.09 s at 90. Costs about a tenth more disk.
 _FILLFACTOR = 90
+
+
+_DDL_ATTEMPTS = 3
+_DDL_BACKOFF_SECONDS = 1.0
+
+
+def _lock_timed_out(exc: sa.exc.OperationalError) -> bool:
+    """PostgreSQL's lock_timeout (SQLSTATE 55P03) or SQLite's busy timeout."""
+    if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+        return True
+    return "database is locked" in str(exc.orig)
 
 
 class WriteCounts(NamedTuple):
@@ -232,8 +244,12 @@ def _to_arrow(values: Sequence[Any], ct: ColumnType) -> pa.Array:
 class SqlTarget:
     """Entity tables in one SQL database (SQLite file or PostgreSQL), optionally in a schema."""
 
-    def __init__(self, url: str, schema: str | None = None) -> None:
+    def __init__(
+        self, url: str, schema: str | None = None, *, ddl_lock_timeout: float = 10.0
+    ) -> None:
+        """``ddl_lock_timeout``: seconds one schema change waits for its table lock."""
         self.schema = None if schema is None else _ident(schema, "schema")
+        self.ddl_lock_timeout = ddl_lock_timeout
         self.engine: sa.Engine = create_sql_engine(url)
         self.dialect: str = self.engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
@@ -385,6 +401,26 @@ class SqlTarget:
                 )
         for col, ct in _BRIDGE_DEFAULTS.items():
             desired.setdefault(col, ct)
+        for attempt in range(1, _DDL_ATTEMPTS + 1):
+            try:
+                self._apply_schema(name, desired, key_fields)
+                break
+            except sa.exc.OperationalError as exc:
+                if not _lock_timed_out(exc):
+                    raise
+                if attempt == _DDL_ATTEMPTS:
+                    raise TargetSchemaError(
+                        f"table {name!r}: a schema change (new or widened columns) waited "
+                        f"{self.ddl_lock_timeout:g} s for the table's lock {_DDL_ATTEMPTS} "
+                        "times: long-running readers or writers hold it. Retry later, or "
+                        "raise target.ddl_lock_timeout_seconds"
+                    ) from None
+                time.sleep(_DDL_BACKOFF_SECONDS * attempt)
+        self._types.pop(name, None)
+
+    def _apply_schema(
+        self, name: str, desired: dict[str, ColumnType], key_fields: Sequence[str]
+    ) -> None:
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Parallel runs of one entity's slices may all try to create/alter the table.
@@ -392,12 +428,15 @@ class SqlTarget:
                     sa.select(sa.func.pg_advisory_xact_lock(
                         sa.func.hashtext(f"syncflow-target:{self.schema}.{name}")))
                 )
+                # An ALTER waiting for its lock makes every new reader of the table queue
+                # behind it: wait a bounded time, then let go (and retry).
+                ms = str(max(1, int(self.ddl_lock_timeout * 1000)))
+                conn.execute(sa.select(sa.func.set_config("lock_timeout", ms, True)))
             existing = self._reflect(conn, name)
             if not existing:
                 self._create(conn, name, desired, key_fields)
             else:
                 self._evolve(conn, name, existing, desired)
-        self._types.pop(name, None)
 
     def _create(
         self,
