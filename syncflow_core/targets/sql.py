@@ -32,7 +32,7 @@ import itertools
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -130,6 +130,19 @@ def _lock_timed_out(exc: sa.exc.OperationalError) -> bool:
     if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
         return True
     return "database is locked" in str(exc.orig)
+
+
+def _require_keys(name: str, cols: Mapping[str, ColumnType], key_fields: Sequence[str]) -> None:
+    """A clear error when the configured key is not the existing table's (a renamed key)."""
+    missing = [k for k in key_fields if k not in cols]
+    if missing:
+        have = ", ".join(c for c in cols if c not in BRIDGE_COLUMNS)
+        raise TargetSchemaError(
+            f"table {name!r}: business key field(s) {missing} are not columns of the existing "
+            f"target table (it has: {have}). Was a key column renamed? Key hashes do not "
+            "depend on names: rename the target column to match (ALTER TABLE ... RENAME "
+            "COLUMN), or sync into a new target_table"
+        )
 
 
 class WriteCounts(NamedTuple):
@@ -436,6 +449,7 @@ class SqlTarget:
             if not existing:
                 self._create(conn, name, desired, key_fields)
             else:
+                _require_keys(name, existing, key_fields)
                 self._evolve(conn, name, existing, desired)
 
     def _create(
@@ -561,6 +575,7 @@ class SqlTarget:
         for k in key_fields:
             _ident(k, "business key field")
         cols = self._require(name)
+        _require_keys(name, cols, key_fields)
         table = self._table(name, cols)
         conds = []
         if lo is not None:
