@@ -20,7 +20,10 @@ from tests.core.normalize.entities import entity
 RAW = ["  Müller \n GmbH ", "MÃ¼nchen", "", "a\tb"]
 
 
-def _text(values: list[Any], typ: pa.DataType = pa.string(), **opts: Any
+TEXT = pa.string()
+
+
+def _text(values: list[Any], typ: pa.DataType = TEXT, **opts: Any
           ) -> tuple[list[Any], pa.Table]:
     table = pa.table({"line_no": list(range(len(values))), "TXT": pa.array(values, typ)})
     ent = entity({"TXT": opts} if opts else None)
