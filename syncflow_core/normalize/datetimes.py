@@ -180,6 +180,12 @@ def _implausible_epoch(micros: pa.Array) -> BoolMask:
     return bool_mask(pc.fill_null(out, False))
 
 
+def _epoch_shaped(values: pa.Array, opts: FieldOptions) -> BoolMask:
+    """Rows read as epochs: any digit string under ``epoch_unit``, else 10 or 13 digits."""
+    pattern = r"^-?\d+$" if opts.epoch_unit else r"^(?:\d{10}|\d{13})$"
+    return bool_mask(pc.fill_null(pc.match_substring_regex(values, pattern), False))
+
+
 _FRACTION = r"^(?P<head>.*?)(?P<frac>\d{1,9})$"
 
 
@@ -454,6 +460,9 @@ def parse_datetimes(
         t = arr.type
         if pa.types.is_string(t):
             naive, absolute, failed = parse_datetime_text(arr, plan.options, reference_year)
+            if failed.any():
+                rc.add(failed & _epoch_shaped(arr, plan.options), CODE, col, arr,
+                       "not a plausible epoch (before 1900 or after 9999: check epoch_unit)")
             rc.add(failed, CODE, col, arr, "not a valid date/time")
             out = _finish(naive, absolute, plan, col, arr, rc)
         elif pa.types.is_timestamp(t) and t.tz is None and plan.kind != "date":
