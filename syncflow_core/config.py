@@ -393,8 +393,9 @@ class StoreConfig(_Strict):
     db_schema: str | None = Field(None, alias="schema")
     ddl_lock_timeout_seconds: float = Field(10.0, gt=0, le=3600)
     """How long one schema change (ALTER TABLE for a new source column) waits for its table
-    lock before giving up and retrying (PostgreSQL ``lock_timeout``; SQLite waits as long for
-    its write lock). While it waits, readers queue behind it: keep it short."""
+    lock before giving up and retrying (PostgreSQL ``lock_timeout``): while it waits, new
+    readers queue behind it, so keep it short. SQLite's readers never block it (WAL); another
+    writer is waited for up to the engine's 30 s busy timeout."""
 
     @model_validator(mode="after")
     def _one(self) -> StoreConfig:
