@@ -412,6 +412,14 @@ class SqlTarget:
                 raise TargetSchemaError(
                     f"table {name!r}: business key field {k!r} is not in the data's schema"
                 )
+        folded: dict[str, str] = {}
+        for col in desired:
+            other = folded.setdefault(col.lower(), col)
+            if other != col:  # SQLite (and SQL Server) would see one column twice
+                raise TargetSchemaError(
+                    f"table {name!r}: columns {other!r} and {col!r} differ only in case; "
+                    "rename one with a field mapping"
+                )
         for col, ct in _BRIDGE_DEFAULTS.items():
             desired.setdefault(col, ct)
         for attempt in range(1, _DDL_ATTEMPTS + 1):

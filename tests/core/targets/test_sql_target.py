@@ -376,3 +376,10 @@ def test_key_hash_uniqueness_is_known_from_the_index_and_counted_without_it(
             "WHERE order_no = 1"))
     assert target.unique_key_index("orders") is None
     assert target.duplicate_key_hashes("orders") == 1
+
+
+def test_columns_equal_up_to_case_are_refused(target: SqlTarget) -> None:
+    schema = SCHEMA.append(pa.field("Customer", pa.string()))
+    with pytest.raises(TargetSchemaError, match="'customer' and 'Customer' differ only in case"):
+        target.ensure_table("orders", schema, KEYS)
+    assert not target.table_exists("orders")
