@@ -725,6 +725,7 @@ class SqlTarget:
         built at the end); the next sync calls this before it reads or writes the table.
         """
         cols = self._require(name)
+        _require_keys(name, cols, key_fields)
         table = self._table(name, cols)
         wanted = [
             sa.Index(_index_name(name, "bkh_uq"), table.c[KEY_HASH], unique=True),
