@@ -39,7 +39,8 @@ STREAM_IO_MANAGER_KEY = "syncflow_streams"
 ERP_POOL = "erp_source"
 """Concurrency pool of the op that reads the ERP (protects it from too many readers)."""
 COUNT_FIELDS = ("fetched", "rejected", "rejected_new", "inserted", "updated", "unchanged",
-                "deleted", "pending", "resolved", "superseded", "parent_missing")
+                "deleted", "pending", "resolved", "superseded", "parent_missing",
+                "rowversion_backwards")
 """SyncCounts fields recorded as materialization metadata (the UI plots them over time)."""
 
 StageOps = dict[str, OpDefinition]
