@@ -173,8 +173,10 @@ class FieldOptions(_Strict):
         return "."
 
 
-DATE_FORMAT_TOKENS = frozenset("YymdeHIMSfpbBhaAjzZ%")
-"""strptime directives ``date_formats`` may use (``%f``: 1-9 fractional digits, last)."""
+DATE_FORMAT_TOKENS = frozenset("YymdHIMSfpbBaAz%")
+"""strptime directives ``date_formats`` may use (``%f``: 1-9 fractional digits, last). Both
+Arrow's strptime and Python's (the strict re-check) read these the same way; ``%e``, ``%h``,
+``%j`` and ``%Z`` are left out because one of the two ignores or refuses them."""
 _DIRECTIVE = re.compile(r"%(.)")
 
 

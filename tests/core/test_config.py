@@ -210,6 +210,7 @@ def test_names_with_spaces_are_accepted_as_written() -> None:
     [
         ("%d.%m.%Q", "unknown directive %Q"),
         ("%d/%m/%Y %k", "unknown directive %k"),
+        ("%Y %j", "unknown directive %j"),  # Arrow's strptime ignores the day of year
         ("dd.mm.yyyy", "has no % directive"),
         ("%Y-%m-%d %H:%M:%S.%f %z", "%f must be the last directive"),
     ],
