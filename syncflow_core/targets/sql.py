@@ -48,7 +48,6 @@ from alembic.operations import Operations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from syncflow_core.config import check_name
 from syncflow_core.errors import ConfigError, TargetSchemaError
 from syncflow_core.identity import (
     BATCH_ID,
@@ -60,6 +59,7 @@ from syncflow_core.identity import (
     ROWVERSION,
     SYNCED_AT,
 )
+from syncflow_core.names import check_name
 from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
