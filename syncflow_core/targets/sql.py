@@ -2,7 +2,7 @@
 
 Writes only what the caller passes (inserts + updates, and key hashes to soft-delete); rows it
 is not given are never touched. SQLite uses one executemany of an ``ON CONFLICT`` upsert.
-Names are validated (`config.check_name`: any text but control characters, outer spaces and
+Names are validated (`names.check_name`: any text but control characters, outer spaces and
 more than 63 bytes, so ``Order Details`` works) and quoted by SQLAlchemy / psycopg; every value
 is a bound parameter. PostgreSQL writes take one of three routes, all inside the caller's
 transaction:
