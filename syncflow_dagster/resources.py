@@ -13,8 +13,8 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
 
 from syncflow_core.config import SyncFlowConfig, load_config
 from syncflow_core.errors import ConfigError
@@ -92,9 +92,28 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
             env[env_name] = value
         return env
 
+    _run_runtime: Runtime | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Open one `Runtime` for the run: its steps run one after another in this process
+        (in-process executor), so they share connections, the state store's migration check
+        and the source's reflected columns instead of each opening its own."""
+        cfg = self.load_config()
+        self._run_runtime = Runtime.open(cfg, self.environment(cfg))
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Close the run's `Runtime`."""
+        if self._run_runtime is not None:
+            self._run_runtime.close()
+            self._run_runtime = None
+
     @contextmanager
     def runtime(self) -> Iterator[Runtime]:
-        """An opened `Runtime`, closed when the block ends (one per op invocation)."""
+        """The run's `Runtime`; outside a run (a schedule or sensor tick), one opened and
+        closed for the block."""
+        if self._run_runtime is not None:
+            yield self._run_runtime
+            return
         cfg = self.load_config()
         rt = Runtime.open(cfg, self.environment(cfg))
         try:
