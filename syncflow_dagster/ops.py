@@ -19,7 +19,7 @@ from syncflow_core.pipeline import SyncCounts
 from syncflow_core.runtime import Runtime
 from syncflow_dagster.background import mark_paused, window_stop
 from syncflow_dagster.resources import SyncFlowResource
-from syncflow_dagster.translation import ENTITY_TAG, EntityAsset
+from syncflow_dagster.translation import ENTITY_TAG, EntityAsset, entity_pool
 
 __all__ = [
     "BATCH_IO_MANAGER_KEY",
@@ -135,7 +135,8 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
 
     def simple(stage: str, fn: Callable[[Runtime, str, str, Batch], Batch], doc: str) -> Any:
         @op(name=ent.op_name(stage), ins={"batches": batches_in}, out=batches_out,
-            tags={**tags, "syncflow/stage": stage}, description=doc, **common)
+            pool=entity_pool(name), tags={**tags, "syncflow/stage": stage}, description=doc,
+            **common)
         def stage_op(context: OpExecutionContext, batches: Slices) -> Slices:
             return _run_stage(context, ent, stage, list(batches),
                               lambda rt, key: fn(rt, name, key, batches[key]))
@@ -156,8 +157,8 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         f"Hold back {name} rows whose parent is missing.")
 
     @op(name=ent.op_name("load"), ins={"batches": batches_in}, out=Out(Nothing),
-        tags={**tags, "syncflow/stage": "load"}, description=f"Write {name}'s changes.",
-        **common)
+        pool=entity_pool(name), tags={**tags, "syncflow/stage": "load"},
+        description=f"Write {name}'s changes.", **common)
     def load_op(context: OpExecutionContext, batches: Slices) -> None:
         resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
         should_stop = window_stop(context)
