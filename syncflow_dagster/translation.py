@@ -27,12 +27,13 @@ ENTITY_POOL_PREFIX = "syncflow_entity_"
 
 
 def entity_pool(entity: str) -> str:
-    """Concurrency pool of every op that works on ``entity``'s data, e.g. ``syncflow_entity_orders``.
+    """Pool of every op that works on ``entity``'s data, e.g. ``syncflow_entity_orders``.
 
     The pool, not a run tag, is what keeps one run per entity: a pool is part of the op, so
     every run of the entity carries it however it was launched (UI, backfill, schedule, sensor,
     re-execution), and with ``concurrency.pools.granularity: run`` and ``default_limit: 1`` the
-    run queue holds a run until no other run of its entity is in progress.
+    run queue holds a run until no other run of its entity is in progress (`pools` creates
+    the pools' limits before the first run needs them).
     """
     return f"{ENTITY_POOL_PREFIX}{entity}"
 

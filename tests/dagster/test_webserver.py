@@ -19,6 +19,8 @@ import pytest
 from dagster import AssetKey, DagsterInstance, DagsterRunStatus, RunsFilter
 
 from syncflow_core.slices import slice_keys
+from syncflow_dagster.pools import syncflow_pools
+from syncflow_dagster.resources import load_syncflow_config
 from tests.dagster.conftest import DemoEnv
 from tests.dagster.instance_env import production_home
 from tests.pg import PgCluster
@@ -59,6 +61,21 @@ def _wait_for_webserver(url: str, log: Path) -> None:
         time.sleep(0.5)
 
 
+def _wait_for_pools(home: Path, log: Path) -> None:
+    """The deployment is up once the daemon's first `syncflow_pools` tick created the pools
+    (seconds after start; a fresh instance's first run queue pass would not limit them)."""
+    instance = DagsterInstance.from_config(str(home))
+    try:
+        deadline = time.monotonic() + 90
+        want = set(syncflow_pools(load_syncflow_config()))
+        while not want <= instance.event_log_storage.get_concurrency_keys():
+            if time.monotonic() > deadline:
+                pytest.fail("the syncflow_pools sensor did not run:\n" + log.read_text()[-5000:])
+            time.sleep(0.5)
+    finally:
+        instance.dispose()
+
+
 @pytest.fixture
 def served(
     demo_env: DemoEnv, pg: PgCluster, monkeypatch: pytest.MonkeyPatch
@@ -77,22 +94,24 @@ def served(
     procs: list[subprocess.Popen[bytes]] = []
     with open(root / "web.log", "wb") as web_log, open(root / "daemon.log", "wb") as daemon_log:
         try:
+            # Both at once: dagster-postgres retries when two processes create its tables.
             procs.append(subprocess.Popen(web_cmd, cwd=REPO, env=env, stdout=web_log,
                                           stderr=subprocess.STDOUT))
-            # The daemon starts once the webserver has created the instance's tables: two
-            # processes creating them at once race.
-            _wait_for_webserver(url, root / "web.log")
             procs.append(subprocess.Popen(daemon_cmd, cwd=REPO, env=env, stdout=daemon_log,
                                           stderr=subprocess.STDOUT))
+            _wait_for_webserver(url, root / "web.log")
+            _wait_for_pools(home, root / "daemon.log")
             yield url, home
         finally:
             for proc in procs:
                 proc.terminate()
+            stop_by = time.monotonic() + 3  # the runs are over: no need for a graceful exit
             for proc in procs:
                 try:
-                    proc.wait(timeout=20)
+                    proc.wait(timeout=max(0.1, stop_by - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
 
 
 def test_backfill_over_graphql_runs_every_slice_one_run_at_a_time(
