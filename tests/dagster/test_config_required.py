@@ -18,6 +18,9 @@ from syncflow_dagster.resources import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
+# runpy warns that it runs a fresh copy of an imported module: that copy is the point here.
+pytestmark = pytest.mark.filterwarnings(
+    "ignore:'syncflow_dagster.definitions' found in sys.modules:RuntimeWarning")
 
 
 def _run_code_location_module() -> dict[str, object]:

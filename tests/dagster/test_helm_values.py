@@ -23,6 +23,11 @@ from jsonschema.exceptions import ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT7
 
+from syncflow_core.config import SyncFlowConfig
+from syncflow_dagster.definitions import build_definitions
+from syncflow_dagster.io_manager import StreamIOManager
+from syncflow_dagster.ops import STREAM_IO_MANAGER_KEY
+
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = Path(__file__).parent / "fixtures" / "helm"
 K8S_SCHEMAS = "https://kubernetesjsonschema.dev/"
@@ -223,16 +228,18 @@ def test_run_pods_get_the_connection_secrets_and_the_config(values: dict[str, An
     assert config_volume["config_map"]["name"] == "syncflow-config"
 
 
-def test_run_pods_stage_files_on_a_volume_the_non_root_user_can_write(
-    values: dict[str, Any],
+def test_run_pods_need_no_stage_storage_and_run_as_the_images_user(
+    values: dict[str, Any], demo_config: SyncFlowConfig
 ) -> None:
+    # Stage ops hand each other a plan, never rows: the IO manager has nowhere to write.
+    defs = build_definitions(demo_config)
+    io_manager = defs.resources[STREAM_IO_MANAGER_KEY]
+    assert isinstance(io_manager, StreamIOManager)
+    assert not type(io_manager).model_fields  # no base_dir / URL to configure
     pod = _run_pod(values)
-    batch_dir = _env(pod)["SYNCFLOW_BATCH_DIR"]
-    assert "://" not in batch_dir  # s3:// etc. need s3fs, which the image does not carry
-    volume = _under(batch_dir, _mounts(pod))
-    assert "empty_dir" in volume and volume["empty_dir"].get("size_limit")
+    assert not any(k.startswith("SYNCFLOW_BATCH") for k in _env(pod))  # no stale knob
+    assert set(_mounts(pod)) == {"/opt/syncflow/config"}  # only the read-only config
     security = pod.pod_spec_config["security_context"]
-    # The image's user (uid 10001) owns emptyDir files through fsGroup.
     assert security["run_as_non_root"] is True
-    assert security["run_as_user"] == security["fs_group"] == 10001
+    assert security["run_as_user"] == 10001
     assert "useradd --create-home --uid 10001 syncflow" in (REPO / "Dockerfile").read_text()
