@@ -5,8 +5,10 @@ entity at a time."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -95,23 +97,25 @@ def served(
     with open(root / "web.log", "wb") as web_log, open(root / "daemon.log", "wb") as daemon_log:
         try:
             # Both at once: dagster-postgres retries when two processes create its tables.
+            # Each in its own process group, so stopping it stops its code server too.
             procs.append(subprocess.Popen(web_cmd, cwd=REPO, env=env, stdout=web_log,
-                                          stderr=subprocess.STDOUT))
+                                          stderr=subprocess.STDOUT, start_new_session=True))
             procs.append(subprocess.Popen(daemon_cmd, cwd=REPO, env=env, stdout=daemon_log,
-                                          stderr=subprocess.STDOUT))
+                                          stderr=subprocess.STDOUT, start_new_session=True))
             _wait_for_webserver(url, root / "web.log")
             _wait_for_pools(home, root / "daemon.log")
             yield url, home
         finally:
             for proc in procs:
-                proc.terminate()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
             stop_by = time.monotonic() + 3  # the runs are over: no need for a graceful exit
             for proc in procs:
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=max(0.1, stop_by - time.monotonic()))
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)  # whatever of the group is left
+                proc.wait()
 
 
 def test_backfill_over_graphql_runs_every_slice_one_run_at_a_time(
