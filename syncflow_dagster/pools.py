@@ -11,7 +11,13 @@ exists (an operator may raise ``erp_source``).
 
 from __future__ import annotations
 
-from dagster import DefaultSensorStatus, SensorDefinition, SensorEvaluationContext, SkipReason
+from dagster import (
+    DagsterInstance,
+    DefaultSensorStatus,
+    SensorDefinition,
+    SensorEvaluationContext,
+    SkipReason,
+)
 from dagster import sensor as sensor_decorator
 
 from syncflow_core.config import SyncFlowConfig
@@ -28,10 +34,10 @@ def syncflow_pools(config: SyncFlowConfig) -> list[str]:
     return [entity_pool(name) for name in config.entities] + [ERP_POOL]
 
 
-def ensure_pools(context: SensorEvaluationContext, pools: list[str]) -> list[str]:
+def ensure_pools(instance: DagsterInstance, pools: list[str]) -> list[str]:
     """Create the limit row (at the instance's default) of each pool that has none; return
-    the pools created."""
-    storage = context.instance.event_log_storage
+    the pools created. Also usable from a deploy step (e.g. a migrate command)."""
+    storage = instance.event_log_storage
     if not storage.supports_global_concurrency_limits:
         return []
     known = storage.get_concurrency_keys()
@@ -52,7 +58,7 @@ def build_pool_sensor(config: SyncFlowConfig) -> SensorDefinition:
         "run of an entity from the start. Launches no runs; never changes an existing limit.",
     )
     def pool_sensor(context: SensorEvaluationContext) -> SkipReason:
-        created = ensure_pools(context, pools)
+        created = ensure_pools(context.instance, pools)
         if created:
             return SkipReason(f"created pools {', '.join(created)}")
         return SkipReason(f"all {len(pools)} pools exist")
