@@ -4,6 +4,9 @@
 - ``unique_key_hash``: no ``_bridge_key_hash`` appears twice in the target table.
 - ``no_overdue_pending``: no child row waits in ``pending_children`` longer than the whole
   retry schedule (`syncflow_core.resolve.retry_horizon`): then the retry sensor is not running.
+- ``background_retries``: no slice used up its night's retry budget the last night it ran
+  (`syncflow_core.night_retry.attention`): a slice that fails every time needs a person, while
+  the night-window schedule goes on with the other slices.
 """
 
 
@@ -18,16 +21,22 @@ from dagster import (
     AssetCheckSeverity,
     AssetKey,
     AssetRecordsFilter,
+    RunsFilter,
     asset_check,
 )
 
 from syncflow_core.config import EntityConfig, SyncFlowConfig
+from syncflow_core.night_retry import attention
 from syncflow_core.resolve import retry_horizon
+from syncflow_dagster.background import BACKGROUND_TAG, run_attempt
 from syncflow_dagster.ops import RESOURCE_KEY
 from syncflow_dagster.resources import SyncFlowResource
-from syncflow_dagster.translation import entity_asset
+from syncflow_dagster.translation import ENTITY_TAG, entity_asset
 
-__all__ = ["build_all_checks", "build_entity_checks", "latest_run_metadata"]
+__all__ = ["RECENT_RUNS", "build_all_checks", "build_entity_checks", "latest_run_metadata"]
+
+RECENT_RUNS = 500
+"""Background runs of an entity the retry check reads (newest first): nights' worth of them."""
 
 
 def latest_run_metadata(context: AssetCheckExecutionContext, key: AssetKey) -> dict[str, Any]:
@@ -61,7 +70,7 @@ def _not_synced(key: AssetKey) -> AssetCheckResult:
 def build_entity_checks(
     config: SyncFlowConfig, entity: EntityConfig
 ) -> list[AssetChecksDefinition]:
-    """The three checks of one entity."""
+    """The four checks of one entity."""
     ent = entity_asset(config, entity)
     key = ent.key
     table = entity.table_name
@@ -126,7 +135,29 @@ def build_entity_checks(
             },
         )
 
-    return [reject_ratio, unique_key_hash, no_overdue_pending]
+    sched = entity.schedule
+
+    @asset_check(asset=key, name="background_retries",
+                 description=(f"No {name} slice failed all its {sched.retry_attempts} background "
+                              "attempts of the last night it ran (it would need a person)."))
+    def background_retries(context: AssetCheckExecutionContext) -> AssetCheckResult:
+        records = context.instance.get_run_records(
+            RunsFilter(tags={ENTITY_TAG: name, BACKGROUND_TAG: "true"}), limit=RECENT_RUNS
+        )
+        attempts = [a for r in records if (a := run_attempt(r)) is not None]
+        stuck = attention(attempts, sched)
+        return AssetCheckResult(
+            passed=not stuck,
+            description=("; ".join(stuck.values()) if stuck else
+                         "every slice's last background night ended within its retry budget"),
+            metadata={
+                "slices_needing_attention": ", ".join(stuck) or "none",
+                "retry_attempts_per_night": sched.retry_attempts,
+                "background_runs_read": len(attempts),
+            },
+        )
+
+    return [reject_ratio, unique_key_hash, no_overdue_pending, background_retries]
 
 
 def build_all_checks(config: SyncFlowConfig) -> list[AssetChecksDefinition]:

@@ -15,7 +15,7 @@ from syncflow_dagster.assets import build_entity_assets
 from syncflow_dagster.checks import build_all_checks
 from syncflow_dagster.io_manager import BatchIOManager
 from syncflow_dagster.ops import BATCH_IO_MANAGER_KEY, RESOURCE_KEY
-from syncflow_dagster.resources import SyncFlowResource, load_syncflow_config
+from syncflow_dagster.resources import Clock, SyncFlowResource, load_syncflow_config
 from syncflow_dagster.schedules import build_schedules
 from syncflow_dagster.sensors import build_resolution_jobs, build_sensors
 
@@ -25,8 +25,12 @@ BATCH_DIR_ENV = "SYNCFLOW_BATCH_DIR"
 """Optional folder/URL for stage outputs (default: under the instance's storage directory)."""
 
 
-def build_definitions(config: SyncFlowConfig, config_path: str | None = None) -> Definitions:
+def build_definitions(
+    config: SyncFlowConfig, config_path: str | None = None, clock: Clock | None = None
+) -> Definitions:
     """Assets, checks, jobs, schedules, sensors and resources for ``config``.
+
+    ``clock``: the time source of background runs' window (default: the system clock).
 
     Runs execute in process: an entity's graph is a chain, so a subprocess per op would only
     add start-up time; parallelism comes from many runs (one per slice).
@@ -42,7 +46,7 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
         schedules=build_schedules(config),
         sensors=build_sensors(config, resolution_jobs),
         resources={
-            RESOURCE_KEY: SyncFlowResource(config_path=config_path),
+            RESOURCE_KEY: SyncFlowResource(config_path=config_path, clock=clock),
             BATCH_IO_MANAGER_KEY: BatchIOManager(base_dir=batch_dir),  # type: ignore[arg-type,unused-ignore]
         },
         executor=in_process_executor,
