@@ -78,11 +78,12 @@ def test_partitions_are_the_slices_and_backfill_policy_follows_config(
         assert asset.backfill_policy == want
 
 
-def test_three_checks_per_entity(defs: Definitions, demo_config: SyncFlowConfig) -> None:
+def test_four_checks_per_entity(defs: Definitions, demo_config: SyncFlowConfig) -> None:
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.path[-1], k.name) for k in graph.asset_check_keys}
     for name in demo_config.entities:
-        for check in ("reject_ratio", "unique_key_hash", "no_overdue_pending"):
+        for check in ("reject_ratio", "unique_key_hash", "no_overdue_pending",
+                      "background_retries"):
             assert (name, check) in checks
 
 
