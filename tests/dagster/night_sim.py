@@ -195,7 +195,7 @@ class NightSim:
         )
         meta: dict[str, Any] = {}
         for event in result.get_asset_materialization_events():
-            mat = event.asset_materialization
+            mat = event.step_materialization_data.materialization
             if mat is not None:
                 for k, v in mat.metadata.items():
                     if isinstance(v.value, int | float) and not isinstance(v.value, bool):

@@ -179,8 +179,10 @@ def _assert_one_launch_a_night_ending_at_seven(outcomes: list[RunOutcome], days:
 def test_plain_week_across_the_march_dst_change(scenario: Any, demo_env: DemoEnv) -> None:
     # Nights of 24-30 March 2027; clocks go forward in the night of the 27th (night 4).
     sim: NightSim = scenario(date(2027, 3, 24))
-    for n in range(1, 9):
+    for n in range(1, 8):
         sim.night(n)
+    _assert_target_equals_source(demo_env)
+    sim.night(8)
     _report(sim, "plain week, Europe/Berlin, 24-31 March 2027 (DST starts night 4)")
     assert _night_of_completion(sim) == 7
     assert [r.slices_done for r in sim.rows[:7]] == [1, 2, 3, 4, 5, 6, 7]
@@ -200,7 +202,6 @@ def test_plain_week_across_the_march_dst_change(scenario: Any, demo_env: DemoEnv
     with Runtime.open(demo_env.config, demo_env.env) as rt:
         assert {rt.state.get_cursor(ENTITY, k).pass_no for k in KEYS[1:]} == {2}  # type: ignore[union-attr]
     _assert_nothing_read_twice(sim)
-    _assert_target_equals_source(demo_env)
 
 
 def test_october_dst_nights(scenario: Any) -> None:
@@ -319,7 +320,7 @@ def _middle_order_of_slice(demo: DemoEnv, key: str) -> str:
     inside = sorted(r for r in rows if r[0] is not None and r[1] is not None
                     and bounds.contains(r))
     clean = [o for o, _ in inside if o == o.strip() and o.isascii()]
-    return clean[len(clean) // 2]
+    return str(clean[len(clean) // 2])
 
 
 def test_one_slice_failing_every_time_from_night_3(scenario: Any, demo_env: DemoEnv) -> None:
