@@ -95,7 +95,7 @@ def tick_times(night: date, dense: bool = False) -> list[datetime]:
             at += timedelta(minutes=15)
     else:
         inside = [local(night, 19) + timedelta(minutes=15 * i) for i in range(5)]  # to 20:00
-        inside += [local(night, 21), local(nxt, 3), local(nxt, 6, 45)]
+        inside += [local(nxt, 3)]
     return [local(night, 18, 45), *inside, local(nxt, 7), local(nxt, 12)]
 
 
