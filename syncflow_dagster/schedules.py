@@ -1,11 +1,16 @@
 """Night-window schedules: background syncs that spread an entity's slices over several nights.
 
 Each entity gets ``<entity>_night_window``: it ticks every 15 minutes in the entity's time zone.
-Outside the window a tick skips and says when the window opens. Inside, it launches the next
-slices of the current pass (in order, skipping done ones) up to tonight's quota,
-``ceil(slices / days_to_complete)``. Progress comes from the state store (cursors count
-finished passes) and Dagster's run storage (runs tagged with tonight's date), so restarting the
-daemon changes nothing, and run keys make a repeated tick launch nothing twice.
+Outside the window a tick skips and says when the window opens (local time, UTC in
+parentheses). Inside, it launches the next slices of the current pass (in order, skipping done
+ones) up to tonight's quota, ``ceil(slices / days_to_complete)``.
+
+A schedule has no cursor and a run key only deduplicates within one tick, so every tick
+rebuilds what happened from the state store (cursors count finished passes) and Dagster's run
+storage (tonight's background runs of the entity, by their tags); the decisions are the core's
+(`syncflow_core.night`, `syncflow_core.night_retry`): a failed slice backs off and gives up
+for the night after its retry budget, and a run still in progress well after its window
+closed is presumed dead, marked failed and its slice relaunched from its committed cursor.
 """
 
 from __future__ import annotations

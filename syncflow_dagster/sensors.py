@@ -1,7 +1,8 @@
 """Sensors that load waiting children: on parent arrival, and on their backoff schedule.
 
 ``<child>_parent_arrival`` walks the parent assets' materializations in the event log with its
-own cursor (storage ids per parent). `@asset_sensor` is not used on purpose: it sees only the
+own cursor (storage ids per parent), from the newest one at its first tick (so turning it on
+does not replay all of history). `@asset_sensor` is not used on purpose: it sees only the
 latest event per tick (dagster issue 32853). When a parent materialized and children of the
 entity wait, it launches ``<child>_resolve`` tagged with the triggering event, so the resolution
 shows in the UI as a materialization of the child with its trigger in the metadata.
