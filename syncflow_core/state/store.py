@@ -291,7 +291,11 @@ class StateStore:
         status: CursorStatus = "running",
         conn: sa.Connection | None = None,
     ) -> None:
-        """Record progress after a committed chunk (``last_key`` = last key written)."""
+        """Record progress after a committed chunk (``last_key`` = last key written).
+
+        ``rows_done`` is the chunk's rows: they add up over the pass (a pass that is running or
+        paused), and start again with a new pass.
+        """
         if status not in ("running", "paused"):
             raise ValueError(f"save_cursor status must be 'running' or 'paused', not {status!r}")
         now = _now()
@@ -302,9 +306,16 @@ class StateStore:
             "run_id": run_id,
             "updated_at": now,
         }
+        in_pass = slice_cursors.c.status.in_(("running", "paused"))
+        update = {
+            **common,
+            "rows_done": sa.case(
+                (in_pass, slice_cursors.c.rows_done + rows_done), else_=rows_done
+            ),
+        }
         with self._tx(conn) as c:
             self._upsert_cursor(
-                c, {"entity": entity, "slice_key": slice_key, "pass_no": 1, **common}, common
+                c, {"entity": entity, "slice_key": slice_key, "pass_no": 1, **common}, update
             )
 
     def finish_slice(
@@ -324,8 +335,11 @@ class StateStore:
             "updated_at": now,
             "pass_no": slice_cursors.c.pass_no + 1,
         }
-        if rows_done is not None:
-            update["rows_done"] = rows_done
+        if rows_done is not None:  # the last chunk's rows, added to the pass's as in save_cursor
+            in_pass = slice_cursors.c.status.in_(("running", "paused"))
+            update["rows_done"] = sa.case(
+                (in_pass, slice_cursors.c.rows_done + rows_done), else_=rows_done
+            )
         insert = {
             "entity": entity,
             "slice_key": slice_key,

@@ -368,10 +368,6 @@ def test_one_slice_failing_every_time_from_night_3(scenario: Any, demo_env: Demo
     assert waiting and "CET (" in waiting[0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the per-chunk asset path of issue #10: today's load op writes a slice at once",
-)
 def test_window_closing_during_a_slow_load_pauses_at_the_next_chunk(
     scenario: Any, demo_env: DemoEnv
 ) -> None:
