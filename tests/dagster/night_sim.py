@@ -23,8 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -243,14 +242,19 @@ class NightSim:
                         self.execute(req)
                     else:
                         executor(self, req)
-        if self.progress is not None:
-            row.slices_done = self.progress()
-        return row
+        return self.finish()
 
     def begin(self, n: int) -> NightRow:
         """Start night ``n``'s row (`night` does; a test driving ticks itself calls it)."""
         self.rows.append(NightRow(n, self.first_night + timedelta(days=n - 1)))
         return self.rows[-1]
+
+    def finish(self) -> NightRow:
+        """Close tonight's row: how many slices the pass has done now."""
+        row = self.rows[-1]
+        if self.progress is not None:
+            row.slices_done = self.progress()
+        return row
 
     # ----------------------------------------------------------------- reporting
 
@@ -281,18 +285,6 @@ class NightSim:
 # --------------------------------------------------------------------- target faults
 
 
-@contextmanager
-def target_write_lock(target: Path) -> Iterator[sqlite3.Connection]:
-    """Hold the target's write lock (another writer is busy): the runs' writes wait."""
-    con = sqlite3.connect(target, timeout=30, isolation_level=None)
-    try:
-        con.execute("BEGIN IMMEDIATE")
-        yield con
-        con.execute("COMMIT")
-    finally:
-        con.close()
-
-
 def rows_written_by_run(con: sqlite3.Connection, table: str, run_id: str) -> int:
     """Target rows whose last write was ``run_id``'s."""
     try:
@@ -317,29 +309,38 @@ def when_run_committed(
     rows: int,
     action: Callable[[str, int], None],
     running: Callable[[], bool],
-    hold_seconds: float = 0.0,
 ) -> dict[str, Any]:
-    """Wait until the entity's running run has committed ``rows`` target rows, then, holding
-    the target's write lock (its next write waits), call ``action(run_id, committed)``.
+    """Wait until the entity's running run has committed ``rows`` target rows, then call
+    ``action(run_id, committed)`` at once (the run is then busy with its next chunk).
 
-    Polls with the lock held, so the count seen is exactly what the run had committed; gives
-    up when ``running()`` turns false. Returns what it saw.
+    Reads the target like any other reader (WAL: it never blocks the run's writes); gives up
+    when ``running()`` turns false. Returns what it saw.
     """
     seen: dict[str, Any] = {"committed": None, "run_id": None}
-    while running():
-        run_id = started_run_id(instance)
-        if run_id is None:
-            time.sleep(0.01)
-            continue
-        with target_write_lock(target) as con:
-            committed = rows_written_by_run(con, ENTITY, run_id)
-            if committed >= rows:
-                seen.update(committed=committed, run_id=run_id)
+    con = sqlite3.connect(target, timeout=30)
+    try:
+        while running():
+            run_id = started_run_id(instance)
+            committed = 0 if run_id is None else rows_written_by_run(con, ENTITY, run_id)
+            if run_id is not None and committed >= rows:
                 action(run_id, committed)
-                time.sleep(hold_seconds)
+                seen.update(committed=committed, run_id=run_id)
                 return seen
-        time.sleep(0.005)
+            time.sleep(0.005)
+    finally:
+        con.close()
     return seen
+
+
+def slow_target(target: Path) -> None:
+    """Make every row written to the target slow (an expensive trigger, ~5-15 ms a row)."""
+    with sqlite3.connect(target) as con:
+        con.execute("CREATE TABLE sim_slow (n INTEGER)")
+        con.executemany("INSERT INTO sim_slow VALUES (?)", [(i,) for i in range(200)])
+        con.execute(
+            "CREATE TRIGGER sim_slow_load BEFORE INSERT ON order_lines BEGIN "
+            "SELECT COUNT(*) FROM sim_slow a, sim_slow b WHERE a.n + b.n >= 0; END"
+        )
 
 
 def in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, dict[str, Any]]:
