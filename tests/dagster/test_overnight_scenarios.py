@@ -157,9 +157,10 @@ def _night_of_completion(sim: NightSim) -> int | None:
 def _report(sim: NightSim, title: str) -> None:
     """Print the scenario's table (``pytest -s``); also append it to ``$SYNCFLOW_NIGHT_REPORT``
     when set (xdist workers do not show prints)."""
+    inside = [(at, msg) for at, msg in sim.skips if not msg.startswith("outside")]
     text = sim.table(title) + "".join(
         f"\n  skip reason {at.astimezone(BERLIN):%Y-%m-%d %H:%M}: {msg}"
-        for at, msg in sim.skips[-2:]
+        for at, msg in [*inside[-2:], *sim.skips[-1:]]
     )
     print("\n" + text)
     if os.environ.get(REPORT_ENV):
