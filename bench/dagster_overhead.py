@@ -33,7 +33,7 @@ from tests.pg import pg_cluster
 ENTITY = "order_lines"
 
 
-def _phase(path: str, config: str, env: dict[str, str], run: str) -> dict[str, float]:
+def _phase(path: str, config: str, run: str, env: dict[str, str]) -> dict[str, float]:
     """Run one sync in this (fresh) process; its figures as JSON on stdout."""
     from syncflow_core.config import load_config
 
@@ -107,6 +107,7 @@ def main() -> None:
                 raise SystemExit(f"{path} {label} failed ({child.returncode})")
             figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
             figures["peak_mb"] = peak.mb
+            figures["peak_pss_mb"] = peak.pss_mb
             return figures
 
         results: dict[tuple[str, str], dict[str, float]] = {}
@@ -117,7 +118,8 @@ def main() -> None:
             for path in ("direct", "asset"):
                 r = results[(path, label)] = run(path, label)
                 print(f"{path:<7} {label:<8} {r['seconds']:7.2f} s  peak RSS (tree) "
-                      f"{r['peak_mb']:7,.0f} MB  fetched {r['fetched']:,.0f}  "
+                      f"{r['peak_mb']:7,.0f} MB  PSS {r['peak_pss_mb']:7,.0f} MB  "
+                      f"fetched {r['fetched']:,.0f}  "
                       f"written {r['written']:,.0f}", flush=True)
         stage_mb = _files_mb(home)
     print(f"{n:,} rows, one slice, PostgreSQL -> PostgreSQL, config defaults")

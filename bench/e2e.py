@@ -124,7 +124,7 @@ def _phase(label: str, fn: Any, n: int) -> float:
     secs = time.perf_counter() - t0
     print(
         f"{label:<28} {secs:7.2f} s  {n / secs:>10,.0f} rows/s  peak RSS (tree) "
-        f"{peak.mb:,.0f} MB" + (f"  {result}" if result else "")
+        f"{peak.mb:,.0f} MB, PSS {peak.pss_mb:,.0f} MB" + (f"  {result}" if result else "")
     )
     return secs
 

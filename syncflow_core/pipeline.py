@@ -815,11 +815,7 @@ def _stream_slice(
     entity = ent.name
     started = time.perf_counter()
     plan, start = _read_plan(rt, entity, slice_key)
-    # A first load bulk-loads its first chunk (see `first_load_chunk_size`); make it big.
     first_size = ent.chunk_size
-    bigger = ent.first_load_chunk_size
-    if bigger is not None and bigger > first_size and rt.target.is_empty(ent.table_name):
-        first_size = bigger
     # Chunks this big go to the worker processes, piece by piece while they are read (smaller
     # ones are prepared inline). Fork the workers before any reader thread exists: a fork
     # copies only the calling thread, and a lock another thread holds at that moment would

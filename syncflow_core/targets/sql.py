@@ -636,14 +636,11 @@ class SqlTarget:
         if not definitions:
             return
         with self.engine.begin() as conn:
-            for definition in definitions:
-                try:
-                    with conn.begin_nested():
-                        pg_copy.recreate_indexes(conn.connection.driver_connection, [definition])
-                except sa.exc.ProgrammingError as exc:
-                    # The drop was rolled back with a failed chunk: the index is still there.
-                    if not isinstance(exc.orig, psycopg.errors.DuplicateTable):
-                        raise
+            raw = conn.connection.driver_connection
+            # The indexes went in one transaction with the first bulk chunk: if that chunk
+            # failed, the drop was rolled back with it and they are all still there.
+            if not pg_copy.has_plain_indexes(raw, name, self.schema):
+                pg_copy.recreate_indexes(raw, definitions)
 
     def ensure_indexes(self, name: str, key_fields: Sequence[str]) -> list[str]:
         """Recreate SyncFlow's own indexes of ``name`` if missing; return those recreated.
