@@ -32,7 +32,7 @@ from dagster import (
 
 from syncflow_core.config import EntityConfig, ScheduleConfig, SyncFlowConfig
 from syncflow_core.night import plan_night
-from syncflow_core.night_retry import is_presumed_dead, retry_status
+from syncflow_core.night_retry import Attempt, is_presumed_dead, retry_status
 from syncflow_core.slices import slice_keys
 from syncflow_core.window import next_window_start, night_of, window_bounds
 from syncflow_dagster.background import (
@@ -115,9 +115,31 @@ def _nights_left(
     return entity.schedule.days_to_complete - (tonight - started).days
 
 
+def _state_passes(
+    syncflow: SyncFlowResource, entity: EntityConfig, keys: list[str]
+) -> dict[str, int]:
+    """Each slice's pass number as the state table counts it (1 before its first chunk)."""
+    with syncflow.runtime() as rt:
+        cursors = {key: rt.state.get_cursor(entity.name, key) for key in keys}
+    # The pass the slice is in: finishing a slice's pass bumps it.
+    return {key: 1 if c is None else int(c.pass_no) for key, c in cursors.items()}
+
+
+def _attempts_of_night(
+    context: ScheduleEvaluationContext, entity: EntityConfig, night: date
+) -> list[Attempt]:
+    """The entity's background runs of ``night`` as attempts (from run storage, by tags)."""
+    records = context.instance.get_run_records(
+        RunsFilter(tags={ENTITY_TAG: entity.name, BACKGROUND_TAG: "true",
+                         NIGHT_TAG: night.isoformat()})
+    )
+    return [a for r in records if (a := run_attempt(r)) is not None]
+
+
 def _retry_note(
     given_up: frozenset[str], waiting: dict[str, datetime], sched: ScheduleConfig
 ) -> str:
+    """What the skip reason adds about slices that failed tonight."""
     notes = [
         f"{key} gave up tonight after {sched.retry_attempts} failed runs: NEEDS ATTENTION "
         "(the pass goes on with its other slices)"
@@ -149,12 +171,7 @@ def _night_ticks(
         return
     tonight = night_of(now, sched)
     keys = slice_keys(entity.slice_count)
-    with syncflow.runtime() as rt:
-        state_pass = {}
-        for key in keys:
-            cursor = rt.state.get_cursor(entity.name, key)
-            # The state table's pass number: the pass the slice is in (finishing bumps it).
-            state_pass[key] = 1 if cursor is None else int(cursor.pass_no)
+    state_pass = _state_passes(syncflow, entity, keys)
     completed = {k: p - 1 for k, p in state_pass.items()}
     pass_no = min(state_pass.values()) if state_pass else 1
     in_flight = {
@@ -164,16 +181,7 @@ def _night_ticks(
         )
         if PARTITION_TAG in r.dagster_run.tags
     }
-    attempts = [
-        a
-        for r in context.instance.get_run_records(
-            RunsFilter(
-                tags={ENTITY_TAG: entity.name, BACKGROUND_TAG: "true",
-                      NIGHT_TAG: tonight.isoformat()}
-            )
-        )
-        if (a := run_attempt(r)) is not None
-    ]
+    attempts = _attempts_of_night(context, entity, tonight)
     # Slices that ran tonight, finished or paused: a paused run used tonight's window (the
     # window closed on it), so it counts against tonight's quota and resumes next night.
     finished = {a.slice_key for a in attempts if a.outcome in ("finished", "paused")}
