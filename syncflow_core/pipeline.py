@@ -178,8 +178,9 @@ def ensure_slice_plan(rt: Runtime, entity: str) -> list[SliceBounds]:
     ent = rt.entity(entity)
     plan = rt.state.get_slice_plan(entity)
     if plan is None or len(plan) != ent.slice_count:
-        plan = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
-        rt.state.save_slice_plan(entity, plan)
+        planned = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
+        # Two slices' first runs may plan at once: the first plan stored wins for both.
+        plan = rt.state.claim_slice_plan(entity, planned)
     return plan
 
 

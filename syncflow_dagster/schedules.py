@@ -47,12 +47,14 @@ from syncflow_dagster.background import (
 )
 from syncflow_dagster.jobs import entity_job
 from syncflow_dagster.resources import SyncFlowResource
-from syncflow_dagster.translation import ENTITY_TAG
+from syncflow_dagster.translation import ENTITY_TAG, entity_pool
 
 __all__ = ["build_schedules", "local_time", "schedule_name"]
 
 MAX_RUNTIME_TAG = "dagster/max_runtime"
 """Run monitoring fails a run that runs longer than this many seconds (any run launcher)."""
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 
 
 def schedule_name(entity: EntityConfig) -> str:
@@ -99,6 +101,28 @@ def _fail_presumed_dead(
         context.instance.report_run_failed(run, message)
         failed.append(run.run_id)
     return failed
+
+
+def _in_flight(context: ScheduleEvaluationContext, entity: EntityConfig) -> set[str]:
+    """Slices of the entity that a queued or running run covers, however it was launched.
+
+    UI and backfill runs carry no `syncflow/entity` tag, and backfill runs name their slices
+    as a range: a run is the entity's when its ops hold the entity's pool (or it has the tag).
+    """
+    pool = entity_pool(entity.name)
+    keys = slice_keys(entity.slice_count)
+    out: set[str] = set()
+    for record in context.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT)):
+        run = record.dagster_run
+        pools = run.run_op_concurrency.all_pools if run.run_op_concurrency else None
+        if pool not in (pools or ()) and run.tags.get(ENTITY_TAG) != entity.name:
+            continue
+        if PARTITION_TAG in run.tags:
+            out.add(run.tags[PARTITION_TAG])
+        elif run.tags.get(RANGE_START_TAG) in keys and run.tags.get(RANGE_END_TAG) in keys:
+            first = keys.index(run.tags[RANGE_START_TAG])
+            out.update(keys[first:keys.index(run.tags[RANGE_END_TAG]) + 1])
+    return out
 
 
 def _nights_left(
@@ -174,13 +198,7 @@ def _night_ticks(
     state_pass = _state_passes(syncflow, entity, keys)
     completed = {k: p - 1 for k, p in state_pass.items()}
     pass_no = min(state_pass.values()) if state_pass else 1
-    in_flight = {
-        r.dagster_run.tags[PARTITION_TAG]
-        for r in context.instance.get_run_records(
-            RunsFilter(tags={ENTITY_TAG: entity.name}, statuses=IN_FLIGHT)
-        )
-        if PARTITION_TAG in r.dagster_run.tags
-    }
+    in_flight = _in_flight(context, entity)
     attempts = _attempts_of_night(context, entity, tonight)
     # Slices that ran tonight, finished or paused: a paused run used tonight's window (the
     # window closed on it), so it counts against tonight's quota and resumes next night.
