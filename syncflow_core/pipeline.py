@@ -65,7 +65,16 @@ from syncflow_core.rejects import (
     with_row_ids,
     without_row_ids,
 )
-from syncflow_core.resolve import MAX_ATTEMPTS, next_retry_at, rows_from_json, split_by_parents
+from syncflow_core.resolve import (
+    WAITING_SCHEMA,
+    exhausted_children,
+    keep_schedule,
+    parent_missing_rejects,
+    retry_or_give_up,
+    rows_from_json,
+    split_by_parents,
+    waiting_children,
+)
 from syncflow_core.runtime import Runtime
 from syncflow_core.slices import SliceBounds, plan_slices, slice_of
 from syncflow_core.sources.files import key_range_mask
@@ -897,6 +906,10 @@ def resolve_pending(
     exist load, the others keep their attempt count. Otherwise (the backoff retry) only children
     due by ``next_retry_at`` are tried, and each one still missing a parent uses an attempt;
     after `MAX_ATTEMPTS` it becomes a failed record with reason ``parent_missing``.
+
+    A child waits with one row per missing parent; it is tried once, as a whole (all its
+    references again), and ends in exactly one place: loaded, still waiting (its rows now
+    name the parents it still misses) or a failed record.
     """
     ent = rt.entity(entity)
     now = now or datetime.now(UTC)
@@ -906,74 +919,63 @@ def resolve_pending(
     if waiting.num_rows == 0 or not rt.target.table_exists(ent.table_name):
         stop()
         return SyncCounts(durations=durations, complete=True)
+    children = waiting_children(waiting)
     target_schema = rt.target.arrow_schema(ent.table_name)
-    rows = rows_from_json(waiting.column("row_json"), _row_schema(target_schema))
-    rows = with_row_ids(rows)
-    split = split_by_parents(rows, ent, _parent_exists(rt))
+    rows = with_row_ids(rows_from_json(children.column("row_json"), _row_schema(target_schema)))
+    split = split_by_parents(rows, ent, _parent_exists(rt), now=now, run_id=run_id)
     loadable = split.loadable
-    # Only the newest waiting version per key loads (several may have queued for one key).
     stored = rt.target.identities_for(ent.table_name, loadable.column(KEY_HASH))
     result = classify(
         loadable, stored, "hash", rowversion_field=ent.rowversion_field, complete_scope=False
     )
     upserts = without_row_ids(_concat([result.inserts, result.updates]))
-    loaded_keys = loadable.column(KEY_HASH)
-    still = pc.invert(pc.is_in(waiting.column("key_hash"), value_set=loaded_keys.combine_chunks()))
-    still_waiting = waiting.filter(still)
-    failed = 0
+    rejects = materialize_rejects(rows, split.rejects, entity)
+    still = split.waiting
+    exhausted = WAITING_SCHEMA.empty_table()
+    if not parent_arrived:
+        still, exhausted = retry_or_give_up(still, children, now)
+    else:
+        still = keep_schedule(still, children)
+    if exhausted.num_rows:
+        rejects = _concat([rejects, parent_missing_rejects(entity, exhausted)])
+    done = pc.unique(_concat_arrays(
+        [loadable.column(KEY_HASH), rejects.column("key_hash"), exhausted.column("key_hash")]
+    ).drop_null())
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         rt.target.write(ent.table_name, upserts, pa.array([], pa.string()), run_id, now, tconn)
-        rt.state.delete_pending(entity, loaded_keys, conn=sconn)
-        if not parent_arrived and still_waiting.num_rows:
-            attempts = pc.add(still_waiting.column("attempts"), 1)
-            exhausted = pc.greater_equal(attempts, MAX_ATTEMPTS)
-            gone = still_waiting.filter(exhausted)
-            failed = gone.num_rows
-            if failed:
-                rt.state.add_failed_records(
-                    _parent_missing_rejects(entity, gone), run_id, conn=sconn
-                )
-                rt.state.delete_pending(entity, gone.column("key_hash"), conn=sconn)
-            retry = still_waiting.filter(pc.invert(exhausted))
-            for n in sorted(set(pc.add(retry.column("attempts"), 1).to_pylist())):
-                ids = retry.filter(pc.equal(pc.add(retry.column("attempts"), 1), n)).column("id")
-                rt.state.bump_pending(ids, next_retry_at(n, now), conn=sconn)
+        rt.state.delete_pending(entity, done, conn=sconn)
+        # Children still waiting: their rows now name exactly the parents they still miss.
+        rt.state.upsert_pending(still, conn=sconn)
+        if not parent_arrived and still.num_rows:
+            bumped = waiting.filter(pc.is_in(waiting.column("key_hash"), still.column("key_hash")))
+            rt.state.bump_pending_children(entity, pc.unique(bumped.column("key_hash")),
+                                           conn=sconn)
+        rt.state.close_failed_records(entity, loadable.column(KEY_HASH), run_id, conn=sconn)
+        if rejects.num_rows:
+            rt.state.add_failed_records(rejects, run_id, conn=sconn)
     stop()
+    n_still = len(pc.unique(still.column("key_hash")))
     return SyncCounts(
         resolved=upserts.num_rows + result.unchanged,
         inserted=result.inserts.num_rows,
         updated=result.updates.num_rows,
         unchanged=result.unchanged,
-        pending=still_waiting.num_rows - failed,
-        parent_missing=failed,
+        rejected=rejects.num_rows - exhausted_children(exhausted),
+        pending=n_still,
+        parent_missing=exhausted_children(exhausted),
         complete=True,
         durations=durations,
     )
 
 
+def _concat_arrays(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> pa.ChunkedArray:
+    chunks: list[pa.Array] = []
+    for a in arrays:
+        a = a.cast(pa.string())
+        chunks.extend(a.chunks if isinstance(a, pa.ChunkedArray) else [a])
+    return pa.chunked_array(chunks, pa.string())
+
+
 def _row_schema(target_schema: pa.Schema) -> pa.Schema:
     drop = {"_bridge_batch_id", "_bridge_synced_at", "_bridge_deleted_at"}
     return pa.schema([f for f in target_schema if f.name not in drop])
-
-
-def _parent_missing_rejects(entity: str, gone: pa.Table) -> pa.Table:
-    n = gone.num_rows
-    msgs = [
-        f"parent {p}{k} never arrived after {MAX_ATTEMPTS} attempts"
-        for p, k in zip(
-            gone.column("parent_entity").to_pylist(),
-            gone.column("parent_key").to_pylist(),
-            strict=True,
-        )
-    ]
-    return pa.table(
-        [
-            pa.array([entity] * n, pa.string()),
-            pa.array(["resolve"] * n, pa.string()),
-            pa.array(["parent_missing"] * n, pa.string()),
-            pa.array(msgs, pa.string()),
-            pa.nulls(n, pa.string()),
-            gone.column("row_json").cast(pa.string()),
-        ],
-        schema=REJECT_SCHEMA,
-    )

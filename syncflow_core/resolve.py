@@ -48,7 +48,13 @@ from syncflow_core.config import EntityConfig, ParentRef
 from syncflow_core.errors import ConfigError
 from syncflow_core.identity import KEY_HASH, REF, key_hashes
 from syncflow_core.keycodec import dumps_key
-from syncflow_core.rejects import ROW_ID, concat_reject_specs, empty_reject_specs, reject_specs
+from syncflow_core.rejects import (
+    REJECT_SCHEMA,
+    ROW_ID,
+    concat_reject_specs,
+    empty_reject_specs,
+    reject_specs,
+)
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -59,13 +65,18 @@ __all__ = [
     "ParentExists",
     "ResolveSplit",
     "backoff_delay",
+    "exhausted_children",
     "is_exhausted",
+    "keep_schedule",
     "next_retry_at",
     "parent_key_columns",
+    "parent_missing_rejects",
     "retry_horizon",
+    "retry_or_give_up",
     "rows_from_json",
     "rows_to_json",
     "split_by_parents",
+    "waiting_children",
 ]
 
 STAGE = "resolve"
@@ -390,6 +401,110 @@ def _waiting_rows(
             )
         )
     return pa.concat_tables(parts) if parts else WAITING_SCHEMA.empty_table()
+
+
+# --------------------------------------------------------------------- waiting children
+
+
+def waiting_children(waiting: pa.Table) -> pa.Table:
+    """One row per waiting child of ``waiting`` (`state.store.PENDING_SCHEMA` rows).
+
+    A child missing several parents waits with one row per missing parent; all of them carry
+    the same child row (the store replaces a child's rows together). Columns: ``key_hash``,
+    ``row_json`` (of the child's first row), ``attempts`` (the highest) and ``next_retry_at``
+    (the earliest), in order of first appearance.
+    """
+    keys = waiting.column("key_hash").combine_chunks()
+    distinct = pc.unique(keys)
+    first = pc.index_in(distinct, value_set=keys)
+    agg = waiting.select(["key_hash", "attempts", "next_retry_at"]).group_by("key_hash").aggregate(
+        [("attempts", "max"), ("next_retry_at", "min")]
+    )
+    pos = pc.index_in(distinct, value_set=agg.column("key_hash"))
+    return pa.table(
+        {
+            "key_hash": distinct,
+            "row_json": waiting.column("row_json").take(first),
+            "attempts": agg.column("attempts_max").take(pos),
+            "next_retry_at": agg.column("next_retry_at_min").take(pos),
+        }
+    )
+
+
+def _per_child(still: pa.Table, children: pa.Table, column: str) -> pa.ChunkedArray:
+    pos = pc.index_in(still.column("key_hash"), value_set=children.column("key_hash"))
+    return children.column(column).take(pos)
+
+
+def keep_schedule(still: pa.Table, children: pa.Table) -> pa.Table:
+    """``still`` (`WAITING_SCHEMA`) with each child's retry time as it was (a parent arrived:
+    no attempt is used)."""
+    if still.num_rows == 0:
+        return still
+    due = _per_child(still, children, "next_retry_at").cast(WAITING_SCHEMA.field("next_retry_at").type)
+    i = still.schema.get_field_index("next_retry_at")
+    return still.set_column(i, WAITING_SCHEMA.field("next_retry_at"), due)
+
+
+def retry_or_give_up(
+    still: pa.Table, children: pa.Table, now: datetime
+) -> tuple[pa.Table, pa.Table]:
+    """A backoff retry found ``still`` (`WAITING_SCHEMA`) children missing parents: each uses an
+    attempt. Returns (those that wait on, with their next retry time; those out of attempts).
+    ``children`` is `waiting_children` of the rows the retry started from."""
+    if still.num_rows == 0:
+        return still, WAITING_SCHEMA.empty_table()
+    attempts = pc.add(_per_child(still, children, "attempts"), 1)
+    out = pc.greater_equal(attempts, MAX_ATTEMPTS)
+    keep = pc.invert(out)
+    retry_at = [next_retry_at(int(a), now) for a in attempts.filter(keep).to_pylist()]
+    on = still.filter(keep)
+    i = on.schema.get_field_index("next_retry_at")
+    on = on.set_column(
+        i, WAITING_SCHEMA.field("next_retry_at"), pa.array(retry_at, pa.timestamp("us", tz="UTC"))
+    )
+    return on, still.filter(out)
+
+
+def exhausted_children(exhausted: pa.Table) -> int:
+    """How many children the `WAITING_SCHEMA` rows ``exhausted`` hold."""
+    return len(pc.unique(exhausted.column("key_hash"))) if exhausted.num_rows else 0
+
+
+def parent_missing_rejects(entity: str, exhausted: pa.Table) -> pa.Table:
+    """One ``parent_missing`` reject (`rejects.REJECT_SCHEMA`) per child out of attempts, naming
+    every parent it still missed; the raw row is the child row as it waited."""
+    by_child: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
+    # Per child, not per row of data: a few waiting children at most per retry.
+    for i, (k, p, pk) in enumerate(
+        zip(
+            exhausted.column("key_hash").to_pylist(),
+            exhausted.column("parent_entity").to_pylist(),
+            exhausted.column("parent_key").to_pylist(),
+            strict=True,
+        )
+    ):
+        first.setdefault(k, i)
+        by_child.setdefault(k, []).append(f"{p}{pk}")
+    take = pa.array(list(first.values()), pa.int64())
+    msgs = [
+        f"parent {', '.join(ps)} never arrived after {MAX_ATTEMPTS} attempts"
+        for ps in by_child.values()
+    ]
+    n = len(first)
+    return pa.table(
+        [
+            pa.array([entity] * n, pa.string()),
+            pa.array([STAGE] * n, pa.string()),
+            pa.array([PARENT_MISSING] * n, pa.string()),
+            pa.array(msgs, pa.string()),
+            exhausted.column("bridge_ref").take(take).cast(pa.string()),
+            exhausted.column("row_json").take(take).cast(pa.string()),
+            pa.array(list(first), pa.string()),
+        ],
+        schema=REJECT_SCHEMA,
+    )
 
 
 # ------------------------------------------------------------------------------ row JSON
