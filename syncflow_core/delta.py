@@ -62,6 +62,7 @@ __all__ = [
     "classify",
     "empty_stored",
     "index_incoming",
+    "spare_rejected",
 ]
 
 Strategy = Literal["full", "rowversion", "hash"]
@@ -488,3 +489,20 @@ def classify(
         live = gone.filter(pc.is_null(gone.column(DELETED_AT)))
         deletes = live.column(KEY_HASH).combine_chunks().cast(pa.string())
     return DeltaResult(inserts, updates, unchanged, deletes, rejects, superseded)
+
+
+def spare_rejected(
+    deletes: pa.Array | pa.ChunkedArray, rejected_keys: pa.Array | pa.ChunkedArray
+) -> pa.Array:
+    """``deletes`` without the keys of rejected rows (null keys ignored).
+
+    A row rejected in this batch (a bad value, a duplicate key) still exists in the source, so
+    its stored row is not a delete: the target keeps it as it was, beside an open failed record.
+    """
+    deletes = deletes.cast(pa.string())
+    if isinstance(deletes, pa.ChunkedArray):
+        deletes = deletes.combine_chunks()
+    if len(deletes) == 0 or len(rejected_keys) == 0:
+        return deletes
+    keep = pc.invert(pc.is_in(deletes, value_set=rejected_keys.cast(pa.string()).drop_null()))
+    return deletes.filter(keep)

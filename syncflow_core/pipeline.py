@@ -31,7 +31,13 @@ import pyarrow.compute as pc
 
 from syncflow_core.batch import Batch, StageResult
 from syncflow_core.config import EntityConfig, check_source_columns
-from syncflow_core.delta import IncomingIndex, classify, empty_stored, index_incoming
+from syncflow_core.delta import (
+    IncomingIndex,
+    classify,
+    empty_stored,
+    index_incoming,
+    spare_rejected,
+)
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
     KEY_HASH,
@@ -57,8 +63,8 @@ from syncflow_core.parallel import (
     prepare_part,
     start_pool,
 )
+from syncflow_core.reject_keys import keyed_rejects
 from syncflow_core.rejects import (
-    REJECT_SCHEMA,
     ROW_ID,
     empty_reject_specs,
     materialize_rejects,
@@ -76,6 +82,7 @@ from syncflow_core.resolve import (
     waiting_children,
 )
 from syncflow_core.runtime import Runtime
+from syncflow_core.settle import settle_chunk
 from syncflow_core.slices import SliceBounds, plan_slices, slice_of
 from syncflow_core.sources.files import key_range_mask
 from syncflow_core.sources.sql import SqlSource
@@ -412,7 +419,7 @@ def normalize_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
     )
     rows = _concat([p.table for p in parts])
     specs = _concat([p.rejects for p in parts])
-    rejects = materialize_rejects(raw, specs, entity)
+    rejects = keyed_rejects(raw, specs, ent, batch.info["source_types"], _source_keys(ent))
     stop()
     return batch.with_({"rows": rows, "rejects": rejects}, durations=durations)
 
@@ -462,7 +469,9 @@ def prepare_batch(
         prepared = merge_results(fed.results())
     else:
         prepared = prepare_parallel(raw, ent, batch.info["source_types"])
-    rejects = materialize_rejects(raw, prepared.rejects, entity)
+    rejects = keyed_rejects(
+        raw, prepared.rejects, ent, batch.info["source_types"], _source_keys(ent)
+    )
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "raw"}
     out.update({"rows": prepared.table, "rejects": rejects})
@@ -535,7 +544,9 @@ def delta_batch(
         ]
     )
     dup_rejects = materialize_rejects(rows, result.rejects, entity)
-    deletes = pa.table({KEY_HASH: pa.array(result.deletes, pa.string())})
+    rejects = _concat([batch.table("rejects"), dup_rejects])
+    # A key whose row is rejected still exists in the source: its target row stays as it was.
+    deletes = pa.table({KEY_HASH: spare_rejected(result.deletes, rejects.column("key_hash"))})
     floor = _rowversion_floor(ent, rows, batch.info)
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "rows"}
@@ -543,7 +554,10 @@ def delta_batch(
         {
             "upserts": upserts,
             "deletes": deletes,
-            "rejects": _concat([batch.table("rejects"), dup_rejects]),
+            "rejects": rejects,
+            # Every key of the chunk that passed the delta (loads, unchanged or waits): the
+            # load closes their failed records and stale waiting rows.
+            "settled": pa.table({KEY_HASH: _settled_keys(rows, dup_rejects)}),
         }
     )
     return Batch(
@@ -556,6 +570,15 @@ def delta_batch(
             "rowversion_floor": floor,
         },
     )
+
+
+def _settled_keys(rows: pa.Table, dup_rejects: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """Keys of ``rows`` not rejected as duplicates (a superseded copy's key stays, its
+    winner loads)."""
+    keys = rows.column(KEY_HASH)
+    if dup_rejects.num_rows == 0:
+        return keys
+    return keys.filter(pc.invert(pc.is_in(keys, value_set=dup_rejects.column("key_hash"))))
 
 
 def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]) -> Any:
@@ -679,12 +702,17 @@ def load_batch(
     deletes = batch.table("deletes").column(KEY_HASH).combine_chunks()
     rejects = batch.table("rejects")
     pending = batch.tables.get("pending")
+    # A batch staged before "settled" existed: the loaded rows are what it knows to be settled.
+    settled = batch.tables["settled"].column(KEY_HASH) if "settled" in batch.tables else (
+        upserts.column(KEY_HASH) if KEY_HASH in upserts.column_names else pa.array([], pa.string())
+    )
     fetched = int(batch.info.get("fetched", 0))
     n_rejected = rejects.num_rows
     # Bad rows already on record (the ERP still holds them) do not count against this batch.
     n_new = n_rejected - rt.state.known_failed_records(rejects) if n_rejected else 0
     if fetched >= MIN_ROWS_FOR_RATIO and n_new > ent.reject_ratio_limit * fetched:
-        rt.state.add_failed_records(rejects, run_id)
+        # Marked: a retry of this batch finds them not yet accepted and is refused again.
+        rt.state.add_failed_records(rejects, run_id, gate_blocked=True)
         raise RejectRatioExceeded(
             f"entity '{entity}' {slice_key}: {n_new} of {fetched} rows newly rejected "
             f"({n_new / fetched:.1%} > limit {ent.reject_ratio_limit:.1%}); nothing loaded. "
@@ -723,13 +751,11 @@ def load_batch(
         counts = rt.target.write(
             ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i")
         )
-        if n_rejected:
-            rt.state.add_failed_records(rejects, run_id, conn=sconn)
-        if pending is not None and pending.num_rows:
-            rt.state.upsert_pending(pending, conn=sconn)
-        if rows.num_rows and had_pending:
-            # A child that loads no longer waits (it may have been pending from an earlier run).
-            rt.state.delete_pending(entity, rows.column(KEY_HASH), conn=sconn)
+        # Failed records and waiting children agree with what was just written.
+        settle_chunk(
+            rt.state, entity, run_id, settled=settled, rejects=rejects, deletes=deletes,
+            pending=pending, had_pending=had_pending, conn=sconn,
+        )
         if complete:
             floor = min((v for v in (seen_wm, wm) if v is not None), default=None)
             best = max((v for v in (old_wm, floor) if v is not None), default=None)

@@ -441,9 +441,9 @@ def keep_schedule(still: pa.Table, children: pa.Table) -> pa.Table:
     no attempt is used)."""
     if still.num_rows == 0:
         return still
-    due = _per_child(still, children, "next_retry_at").cast(WAITING_SCHEMA.field("next_retry_at").type)
-    i = still.schema.get_field_index("next_retry_at")
-    return still.set_column(i, WAITING_SCHEMA.field("next_retry_at"), due)
+    field = WAITING_SCHEMA.field("next_retry_at")
+    due = _per_child(still, children, "next_retry_at").cast(field.type)
+    return still.set_column(still.schema.get_field_index("next_retry_at"), field, due)
 
 
 def retry_or_give_up(
