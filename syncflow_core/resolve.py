@@ -17,6 +17,9 @@ Rules (`split_by_parents`):
   lookup, e.g. the target's ``existing_keys``). For a *self*-reference (the parent entity is
   the entity itself) a parent in the same batch counts too, provided that parent row is itself
   loadable; chains and cycles inside one batch load together.
+- An ``optional: true`` reference is never waited for: the child loads with the reference as
+  the source has it, and the parent may arrive later (this is what makes a cycle of
+  references loadable: department.manager -> employees, employee.department -> departments).
 - A child that needs several parents loads only when all of them are present. It waits with
   one `WAITING_SCHEMA` row per missing parent (the ``pending_children`` layout), so the parent
   sensor can find it by ``(parent_entity, parent_key_hash)``.
@@ -253,11 +256,15 @@ def _prepare(
     sub = _reference_table(rows, entity, ref, types)
     nulls = [pc.is_null(c).combine_chunks() for c in sub.columns]
     any_null, all_null = _any(nulls, n), _all(nulls, n)
-    bad = any_null if ref.required else pc.and_(any_null, pc.invert(all_null))
+    # An optional reference is never waited for, so a null in it is no reason to reject.
+    must = ref.required and not ref.optional
+    bad = any_null if must else pc.and_(any_null, pc.invert(all_null))
     hashes = key_hashes(sub, sub.column_names).combine_chunks() if n else pa.array([], pa.string())
     hashes = pc.if_else(bad, pa.scalar(None, pa.string()), hashes)
     distinct = pc.unique(hashes.drop_null())
-    if len(distinct):
+    if ref.optional:
+        in_target = pa.array([True] * n, pa.bool_())  # loads now; the parent may come later
+    elif len(distinct):
         found = parent_exists(ref.entity, distinct)
         if len(found) != len(distinct):
             raise ValueError(
@@ -292,7 +299,7 @@ def _null_ref_messages(
     for i, bridge_ref in enumerate(refs):
         names = [child_cols[j] for j in range(len(child_cols)) if nulls[j][i] is None]
         who = f"{bridge_ref}: " if bridge_ref else ""
-        need = "required " if ref.required else "partly null composite "
+        need = "required " if ref.required and not ref.optional else "partly null composite "
         msgs.append(
             f"{who}{need}reference to '{ref.entity}' has null in field(s) "
             f"{', '.join(repr(c) for c in names)}"

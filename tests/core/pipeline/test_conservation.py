@@ -115,6 +115,11 @@ def test_a_child_missing_two_parents_loads_when_both_arrive(
     erp.close()
 
 
+def _set(erp: Erp, code: str, column: str, value: str) -> None:
+    sql = f'UPDATE "PRODUCTS" SET "{column}" = :v WHERE TRIM("CODE") = :c'
+    erp.execute(sql, {"v": value, "c": code})
+
+
 def test_a_row_that_turns_bad_keeps_its_target_row_until_fixed(
     engine_urls: tuple[str, str],
 ) -> None:
@@ -127,8 +132,8 @@ def test_a_row_that_turns_bad_keeps_its_target_row_until_fixed(
         assert sync_all(rt, "products", "run-1").inserted == 20
         # P0005 gets a bad price, P0009 a bad date, P0012 a second copy (a duplicate key),
         # and P0016's key turns bad (a NULL code): that row's old key left the source.
-        erp.execute('UPDATE "PRODUCTS" SET "PRICE" = \'12,3x\' WHERE TRIM("CODE") = \'P0005\'')
-        erp.execute('UPDATE "PRODUCTS" SET "CREATED" = \'31.02.2023\' WHERE TRIM("CODE") = \'P0009\'')
+        _set(erp, "P0005", "PRICE", "12,3x")
+        _set(erp, "P0009", "CREATED", "31.02.2023")
         erp.execute(
             'INSERT INTO "PRODUCTS" SELECT "CODE", \'Twin\', "PRICE", "QTY", "CREATED", "ROWVER" '
             'FROM "PRODUCTS" WHERE TRIM("CODE") = \'P0012\''
@@ -151,8 +156,8 @@ def test_a_row_that_turns_bad_keeps_its_target_row_until_fixed(
 
         # The source is fixed: the rows load and their failed records close; the NULL key
         # stays a failed record (the row is still bad).
-        erp.execute('UPDATE "PRODUCTS" SET "PRICE" = \'77.00\' WHERE TRIM("CODE") = \'P0005\'')
-        erp.execute('UPDATE "PRODUCTS" SET "CREATED" = \'2023-02-28\' WHERE TRIM("CODE") = \'P0009\'')
+        _set(erp, "P0005", "PRICE", "77.00")
+        _set(erp, "P0009", "CREATED", "2023-02-28")
         erp.execute('DELETE FROM "PRODUCTS" WHERE "NAME" = \'Twin\'')
         third = sync_all(rt, "products", "run-3")
         assert (third.updated, third.rejected, third.deleted) == (2, 1, 0)
