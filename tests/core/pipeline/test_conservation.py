@@ -213,3 +213,57 @@ def test_rejects_already_accepted_do_not_trip_the_gate_again(
         second = sync_slice(rt, "products", "slice-01", "run-2")
         assert second.rejected > first.rejected and second.rejected_new < 0.05 * 200
     erp.close()
+
+
+def _cycle_entities() -> dict[str, dict[str, Any]]:
+    ents = _hr_entities()
+    ents["employees"]["parent_refs"] = [
+        {"entity": "departments", "fields": {"dept_no": "dept_no"}},
+    ]
+    ents["departments"]["fields"]["MANAGER_NO"] = {"type": "NUMBER(6)"}
+    ents["departments"]["field_mappings"].append(
+        {"op": "rename", "field": "MANAGER_NO", "to": "manager_no"}
+    )
+    # The cycle departments.manager -> employees -> departments, broken by an optional ref.
+    ents["departments"]["parent_refs"] = [
+        {"entity": "employees", "fields": {"manager_no": "emp_no"}, "optional": True},
+    ]
+    return ents
+
+
+@pytest.mark.parametrize("first", ["departments", "employees"])
+def test_a_cycle_with_an_optional_reference_loads_both_ways(
+    engine_urls: tuple[str, str], first: str
+) -> None:
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    erp.execute('CREATE TABLE "DEPARTMENTS" ("DEPT_NO" TEXT, "NAME" TEXT, "MANAGER_NO" TEXT)')
+    erp.execute('CREATE TABLE "EMPLOYEES" ("EMP_NO" TEXT, "MANAGER_NO" TEXT, "DEPT_NO" TEXT)')
+    erp.execute(
+        'INSERT INTO "DEPARTMENTS" VALUES (\'10\', \'Sales\', \'2\'), (\'20\', \'Ops\', \'3\'),'
+        " ('30', 'New', NULL)"
+    )
+    erp.execute(
+        'INSERT INTO "EMPLOYEES" VALUES (\'1\', NULL, \'10\'), (\'2\', \'1\', \'10\'),'
+        " ('3', '1', '20')"
+    )
+    cfg = make_config(src_url, tgt_url, _cycle_entities())
+    with Runtime.open(cfg, {}) as rt:
+        if first == "departments":
+            # Departments never wait for their managers; then employees find their department.
+            assert sync_all(rt, "departments", "run-d").inserted == 3
+            assert sync_all(rt, "employees", "run-e").inserted == 3
+        else:
+            # Employees wait for their departments, which load and wake them.
+            assert sync_all(rt, "employees", "run-e").pending == 3
+            assert sync_all(rt, "departments", "run-d").inserted == 3
+            assert resolve_pending(rt, "employees", "run-r", parent_arrived=True).inserted == 3
+        depts = {int(r["dept_no"]): r for r in rt.target.read_table("departments").to_pylist()}
+        emps = {int(r["emp_no"]): r for r in rt.target.read_table("employees").to_pylist()}
+        managers = {d: r["manager_no"] and int(r["manager_no"]) for d, r in depts.items()}
+        assert managers == {10: 2, 20: 3, 30: None}
+        assert {e: int(r["dept_no"]) for e, r in emps.items()} == {1: 10, 2: 10, 3: 20}
+        for entity in ("departments", "employees"):
+            assert rt.state.pending_counts(entity).total == 0
+            assert rt.state.list_failed_records(entity).num_rows == 0
+    erp.close()
