@@ -243,6 +243,10 @@ class EntityConfig(_Strict):
     than ``chunk_size``. That chunk alone is bulk-loaded (indexes dropped, COPY, indexes
     rebuilt once); later chunks write into an indexed table. A bigger first chunk loads a big
     table much faster, at ~0.8 KB of peak memory per row of a typical ERP table."""
+    reconcile_deletes_every: int = Field(1, ge=0)
+    """``rowversion`` only: every N-th completed pass of a slice ends with a keys-only read of
+    the slice's range that soft-deletes the keys gone from the source (0: never; deletes then
+    never reach the target). Default: every pass."""
     reject_ratio_limit: float = Field(0.05, ge=0.0, le=1.0)
     """A batch whose rejected share exceeds this fails loudly instead of loading."""
     backfill_policy: Literal["single_run", "multi_run"] = "multi_run"

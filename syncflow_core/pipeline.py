@@ -63,6 +63,7 @@ from syncflow_core.parallel import (
     prepare_part,
     start_pool,
 )
+from syncflow_core.reconcile import gone_keys, reconcile_due, source_key_hashes
 from syncflow_core.reject_keys import keyed_rejects
 from syncflow_core.rejects import (
     ROW_ID,
@@ -744,6 +745,9 @@ def load_batch(
     if ent.delta_strategy == "rowversion":
         old_wm = rt.state.get_watermark(entity, slice_key)
         seen_wm = rt.state.get_watermark(entity, pass_key)
+    if complete and ent.delta_strategy == "rowversion":
+        # The pass is over: also soft-delete what left the source (keys-only, `reconcile`).
+        deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations)
     # Most loads have nothing waiting: skip the per-key pending cleanup then (1M keys ~15 s).
     had_pending = rt.state.pending_counts(entity).total > 0
     with _transactions(rt, ent.table_name) as (tconn, sconn):
@@ -793,6 +797,38 @@ def load_batch(
         complete=complete,
         durations=durations,
     )
+
+
+def _with_gone_keys(
+    rt: Runtime,
+    ent: EntityConfig,
+    slice_key: str,
+    batch: Batch,
+    deletes: pa.Array,
+    durations: dict[str, float],
+) -> pa.Array:
+    """``deletes`` plus the slice's live keys gone from the source, when this pass
+    reconciles (`reconcile.reconcile_due`)."""
+    cursor = rt.state.get_cursor(ent.name, slice_key)
+    if not reconcile_due(ent, cursor.pass_no if cursor is not None else 1):
+        return deletes
+    bounds = slice_of(ensure_slice_plan(rt, ent.name), slice_key)
+    if bounds.hi == ():
+        return deletes  # the empty range below every key
+    stop = _timed(durations, "reconcile")
+    types = batch.info["source_types"]
+    lo = None if not bounds.lo else bounds.lo
+    stored = _stored_identities(
+        rt, ent, _normalize_key(ent, types, lo), _normalize_key(ent, types, bounds.hi)
+    )
+    gone = gone_keys(
+        stored,
+        lambda: source_key_hashes(
+            rt.source(ent.name), ent, types, _source_keys(ent), lo, bounds.hi
+        ),
+    )
+    stop()
+    return _concat_arrays([deletes, gone]).combine_chunks() if len(gone) else deletes
 
 
 def _pass_watermark_key(slice_key: str) -> str:

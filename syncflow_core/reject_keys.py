@@ -27,7 +27,45 @@ from syncflow_core.identity import key_hashes
 from syncflow_core.normalize import normalize
 from syncflow_core.rejects import ROW_ID, materialize_rejects
 
-__all__ = ["keyed_rejects", "rejected_key_hashes"]
+__all__ = ["keyed_rejects", "raw_key_hashes", "rejected_key_hashes"]
+
+
+def raw_key_hashes(
+    rows: pa.Table,
+    entity: EntityConfig,
+    source_types: Mapping[str, str],
+    key_columns: Sequence[str],
+) -> pa.Array:
+    """BK_HASH of each raw source row (aligned with ``rows``), null where the key is bad.
+
+    ``rows`` may hold every source column or only ``key_columns`` (the source columns the
+    business key comes from): only those are normalized, the others count as null.
+    """
+    n = rows.num_rows
+    if n == 0:
+        return pa.array([], pa.string())
+    keep = set(key_columns)
+    names = [c for c in rows.column_names if c != ROW_ID]
+    names += [c for c in source_types if c not in names]
+    # Same columns (so the same normalization plan), values only in the key columns.
+    cols = [
+        rows.column(name) if name in keep and name in rows.column_names
+        else pa.nulls(n, rows.column(name).type if name in rows.column_names else pa.string())
+        for name in names
+    ]
+    only_keys = pa.table(cols, names=names).append_column(
+        ROW_ID, pa.array(np.arange(n, dtype=np.int64))
+    )
+    cleaned = normalize(only_keys, entity, source_types).table
+    fields = list(entity.business_key_fields)
+    if cleaned.num_rows == 0 or any(f not in cleaned.column_names for f in fields):
+        return pa.nulls(n, pa.string())
+    hashes = key_hashes(cleaned, fields).combine_chunks()  # null where a key value is null
+    if cleaned.num_rows == n:
+        return hashes  # nothing dropped: row order kept
+    out = np.full(n, None, dtype=object)
+    out[cleaned.column(ROW_ID).to_numpy()] = hashes.to_numpy(zero_copy_only=False)
+    return pa.array(out, pa.string())
 
 
 def rejected_key_hashes(
@@ -42,28 +80,11 @@ def rejected_key_hashes(
     ``raw`` is the extract with `ROW_ID`; ``key_columns`` are the source columns the business
     key comes from.
     """
-    n = specs.num_rows
-    if n == 0:
+    if specs.num_rows == 0:
         return pa.array([], pa.string())
     positions = pc.index_in(specs.column(ROW_ID), value_set=raw.column(ROW_ID))
     rows = raw.drop_columns([ROW_ID]).take(positions)
-    keep = set(key_columns)
-    # Same columns and types (so the same normalization plan), values only in the key columns.
-    cols = [
-        col if name in keep else pa.nulls(n, col.type)
-        for name, col in zip(rows.column_names, rows.columns, strict=True)
-    ]
-    only_keys = pa.table(cols, names=rows.column_names).append_column(
-        ROW_ID, pa.array(np.arange(n, dtype=np.int64))
-    )
-    cleaned = normalize(only_keys, entity, source_types).table
-    fields = list(entity.business_key_fields)
-    if cleaned.num_rows == 0 or any(f not in cleaned.column_names for f in fields):
-        return pa.nulls(n, pa.string())
-    hashes = key_hashes(cleaned, fields).combine_chunks()  # null where a key value is null
-    out = np.full(n, None, dtype=object)
-    out[cleaned.column(ROW_ID).to_numpy()] = hashes.to_numpy(zero_copy_only=False)
-    return pa.array(out, pa.string())
+    return raw_key_hashes(rows, entity, source_types, key_columns)
 
 
 def keyed_rejects(

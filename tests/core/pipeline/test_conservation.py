@@ -267,3 +267,35 @@ def test_a_cycle_with_an_optional_reference_loads_both_ways(
             assert rt.state.pending_counts(entity).total == 0
             assert rt.state.list_failed_records(entity).num_rows == 0
     erp.close()
+
+
+@pytest.mark.parametrize("every", [1, 0])
+def test_rowversion_deletes_reach_the_target_within_one_pass(
+    engine_urls: tuple[str, str], every: int
+) -> None:
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    good = products(30)
+    erp.create_products(good)
+    ent = entity_config(strategy="rowversion", extra={"reconcile_deletes_every": every})
+    cfg = make_config(src_url, tgt_url, {"products": ent})
+    with Runtime.open(cfg, {}) as rt:
+        assert sync_all(rt, "products", "run-1").inserted == 30
+        # Deleted rows in every slice, one row turned bad (its key is still there), one
+        # changed row (its version moves the watermark, so it is the only row read).
+        gone = ["P0001", "P0013", "P0014", "P0030"]
+        erp.delete_products(gone)
+        _set(erp, "P0020", "PRICE", "12,3x")
+        erp.execute('UPDATE "PRODUCTS" SET "ROWVER" = 99999 WHERE TRIM("CODE") = \'P0020\'')
+        second = sync_all(rt, "products", "run-2")
+        rows = target_rows(rt, "products")
+        if every:
+            assert second.deleted == len(gone) and second.rejected == 1
+            assert set(rows) - set(live(rows)) == set(gone)
+            assert rows["P0020"]["_bridge_batch_id"] == "run-1"  # bad now, kept as it was
+            # A quiet pass finds nothing more.
+            assert sync_all(rt, "products", "run-3").deleted == 0
+        else:
+            assert second.deleted == 0 and live(rows).keys() == rows.keys()
+        assert len(rows) == 30
+    erp.close()
