@@ -288,9 +288,12 @@ def _check(rt: Runtime, src: Source, entity: str) -> None:
                .column("row_json").to_pylist()]
     failed = [json.loads(r) for r in rt.state.list_failed_records(entity)
               .column("raw_row").to_pylist()]
-    source_keys = set()
+    source_keys: set[int] = set()
+    good_keys: set[int] = set()
     for key, raw, clean in src.rows(entity):
         source_keys.add(key)
+        if clean is not None:
+            good_keys.add(key)
         row = by_key.get(key)
         live = (clean is not None and row is not None and row["_bridge_deleted_at"] is None
                 and _same(row, clean))
@@ -306,8 +309,12 @@ def _check(rt: Runtime, src: Source, entity: str) -> None:
         if clean is None:
             assert places == ["failed"], (entity, key, raw)
     for key, row in by_key.items():
-        deleted = row["_bridge_deleted_at"] is not None
-        assert deleted == (key not in source_keys), (entity, key, deleted)
+        # Soft-deleted only when gone from the source (a key that came back as a bad row
+        # keeps its target row as it was, deleted or not); live only while in the source.
+        if row["_bridge_deleted_at"] is not None:
+            assert key not in good_keys, (entity, key, "deleted while in the source")
+        else:
+            assert key in source_keys, (entity, key, "live while gone from the source")
 
 
 # ---------------------------------------------------------------------------------- driver
@@ -364,13 +371,14 @@ def _run(src_url: str, tgt_url: str, history: list[tuple[Any, ...]]) -> None:
 
 
 PROFILE = settings(
-    max_examples=12,
+    max_examples=10,
     deadline=None,
     derandomize=True,  # the same histories in CI and here
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 
 
+@pytest.mark.slow
 @PROFILE
 @given(history=histories)
 def test_every_source_row_is_in_exactly_one_place_sqlite(history: list[tuple[Any, ...]]) -> None:
@@ -388,7 +396,8 @@ _pg_n = itertools.count()
 
 
 @pytest.mark.postgres
-@settings(PROFILE, max_examples=5)
+@pytest.mark.slow
+@settings(PROFILE, max_examples=4)
 @given(history=histories)
 def test_every_source_row_is_in_exactly_one_place_postgres(
     pg: Any, history: list[tuple[Any, ...]]
