@@ -53,7 +53,6 @@ def _config(n: int) -> Any:
                     "delta_strategy": "rowversion",
                     "rowversion_field": "rowver",
                     "slices": 1,
-                    "first_load_chunk_size": n,
                     "fields": {"price": {"type": "NUMBER(12,2)"}},
                 }
             },
