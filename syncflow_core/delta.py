@@ -11,7 +11,10 @@ Strategies:
   new is an insert. Stored live keys missing from the batch are deletes.
 - ``rowversion``: a stored key is an update unless both row versions are non-null and equal
   (a version that cannot be compared is written rather than skipped); new is an insert. Never
-  deletes: a rowversion extract only returns rows above the watermark.
+  deletes here: a rowversion extract only returns rows above the watermark (deletes come from
+  the keys-only reconciliation at the end of a pass, `syncflow_core.reconcile`).
+
+Keys of rejected rows are never deletes (`spare_rejected`): the source still has them.
 
 In every strategy a key whose stored row is soft-deleted (``_bridge_deleted_at`` not null) is
 an update, even with unchanged data: it un-deletes the row. Deletes are only computed when the
