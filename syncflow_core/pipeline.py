@@ -63,7 +63,7 @@ from syncflow_core.parallel import (
     prepare_part,
     start_pool,
 )
-from syncflow_core.reconcile import gone_keys, reconcile_due, source_key_hashes
+from syncflow_core.reconcile import gone_keys, gone_waiting, reconcile_due, source_key_hashes
 from syncflow_core.reject_keys import keyed_rejects
 from syncflow_core.rejects import (
     ROW_ID,
@@ -748,11 +748,11 @@ def load_batch(
     if ent.delta_strategy == "rowversion":
         old_wm = rt.state.get_watermark(entity, slice_key)
         seen_wm = rt.state.get_watermark(entity, pass_key)
-    if complete and ent.delta_strategy == "rowversion":
-        # The pass is over: also soft-delete what left the source (keys-only, `reconcile`).
-        deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations)
     # Most loads have nothing waiting: skip the per-key pending cleanup then (1M keys ~15 s).
     had_pending = rt.state.pending_counts(entity).total > 0
+    if complete:
+        # The pass is over: also what left the source unseen (keys-only, `reconcile`).
+        deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
@@ -810,29 +810,43 @@ def _with_gone_keys(
     batch: Batch,
     deletes: pa.Array,
     durations: dict[str, float],
+    had_pending: bool,
 ) -> pa.Array:
-    """``deletes`` plus the slice's live keys gone from the source, when this pass
-    reconciles (`reconcile.reconcile_due`)."""
+    """``deletes`` plus the keys gone from the source that no chunk could see: the slice's live
+    rowversion keys (when this pass reconciles, `reconcile.reconcile_due`) and its waiting
+    children. One keys-only read of the slice serves both, and only when one needs it."""
     cursor = rt.state.get_cursor(ent.name, slice_key)
-    if not reconcile_due(ent, cursor.pass_no if cursor is not None else 1):
+    rowversion = ent.delta_strategy == "rowversion" and reconcile_due(
+        ent, cursor.pass_no if cursor is not None else 1
+    )
+    if not (rowversion or had_pending) or not rt.target.table_exists(ent.table_name):
         return deletes
     bounds = slice_of(ensure_slice_plan(rt, ent.name), slice_key)
     if bounds.hi == ():
         return deletes  # the empty range below every key
     stop = _timed(durations, "reconcile")
     types = batch.info["source_types"]
-    lo = None if not bounds.lo else bounds.lo
-    stored = _stored_identities(
-        rt, ent, _normalize_key(ent, types, lo), _normalize_key(ent, types, bounds.hi)
-    )
-    gone = gone_keys(
-        stored,
-        lambda: source_key_hashes(
-            rt.source(ent.name), ent, types, _source_keys(ent), lo, bounds.hi
-        ),
-    )
+    src_lo = None if not bounds.lo else bounds.lo
+    lo, hi = _normalize_key(ent, types, src_lo), _normalize_key(ent, types, bounds.hi)
+    present: list[pa.Array] = []
+
+    def source_keys() -> pa.Array:
+        if not present:  # read once, if at all
+            source = rt.source(ent.name)
+            present.append(
+                source_key_hashes(source, ent, types, _source_keys(ent), src_lo, bounds.hi)
+            )
+        return present[0]
+
+    parts = [deletes]
+    if rowversion:
+        parts.append(gone_keys(_stored_identities(rt, ent, lo, hi), source_keys))
+    if had_pending:
+        schema = rt.target.arrow_schema(ent.table_name)
+        keys = pa.schema([schema.field(f) for f in ent.business_key_fields])
+        parts.append(gone_waiting(rt.state.due_pending(ent.name, None), keys, lo, hi, source_keys))
     stop()
-    return _concat_arrays([deletes, gone]).combine_chunks() if len(gone) else deletes
+    return _concat_arrays(parts).combine_chunks()
 
 
 def _pass_watermark_key(slice_key: str) -> str:

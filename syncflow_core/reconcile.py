@@ -7,6 +7,12 @@ of its last chunk also reads **only the key columns** of the slice's whole range
 (one unordered query, no other column), hashes them like identity does, and soft-deletes the
 slice's live target keys the source no longer has, in the same transaction as that chunk.
 
+The same keys-only read also clears **waiting children gone from the source** (any strategy):
+a child that waits for its parent is not in the target, so no delta sees it leave; when a
+slice's pass completes and the entity has waiting children in the slice's range, those whose
+key the source no longer holds stop waiting (`gone_waiting`) instead of loading when their
+parent arrives.
+
 Cheap by construction: nothing is read when the slice has no live target row; otherwise one
 key-only scan of the source range and one read of the target's identities of the range, joined
 by hash (``bench.reconcile`` measures it at 1M keys). A key the source still holds but whose row
@@ -16,7 +22,7 @@ different key (see `syncflow_core.reject_keys`), so its old key is deleted as go
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -25,9 +31,11 @@ import pyarrow.compute as pc
 from syncflow_core.config import EntityConfig
 from syncflow_core.identity import DELETED_AT, KEY_HASH
 from syncflow_core.reject_keys import raw_key_hashes
+from syncflow_core.resolve import rows_from_json
 from syncflow_core.sources.base import KeyTuple, Source
+from syncflow_core.sources.files import key_range_mask
 
-__all__ = ["gone_keys", "reconcile_due", "source_key_hashes"]
+__all__ = ["gone_keys", "gone_waiting", "reconcile_due", "source_key_hashes"]
 
 
 def reconcile_due(entity: EntityConfig, pass_no: int) -> bool:
@@ -75,4 +83,26 @@ def gone_keys(
     if isinstance(present, pa.ChunkedArray):
         present = present.combine_chunks()
     gone: pa.Array = live.filter(pc.invert(pc.is_in(live, value_set=present)))
+    return gone
+
+
+def gone_waiting(
+    waiting: pa.Table,
+    key_schema: pa.Schema,
+    lo: KeyTuple | None,
+    hi: KeyTuple | None,
+    read_source_keys: Callable[[], pa.Array],
+) -> pa.Array:
+    """Key hashes of waiting children (`state.store.PENDING_SCHEMA` rows) whose key lies in
+    ``(lo, hi]`` (normalized, as the target holds keys) but is not among ``read_source_keys()``
+    (called only when one lies in the range). ``key_schema``: the business-key fields' types."""
+    if waiting.num_rows == 0:
+        return pa.array([], pa.string())
+    keys = rows_from_json(waiting.column("row_json"), key_schema)
+    inside = pc.fill_null(key_range_mask(keys, key_schema.names, lo, hi), False)
+    hashes = waiting.column("key_hash").filter(inside).combine_chunks()
+    if len(hashes) == 0:
+        return pa.array([], pa.string())
+    present = read_source_keys()
+    gone: pa.Array = pc.unique(hashes.filter(pc.invert(pc.is_in(hashes, value_set=present))))
     return gone

@@ -38,6 +38,14 @@ def _keys(*arrays: pa.Array | pa.ChunkedArray | None) -> pa.Array:
     return out.drop_null()
 
 
+def _chained(*arrays: pa.Array | pa.ChunkedArray) -> pa.ChunkedArray:
+    chunks: list[pa.Array] = []
+    for a in arrays:
+        a = a.cast(pa.string())
+        chunks.extend(a.chunks if isinstance(a, pa.ChunkedArray) else [a])
+    return pa.chunked_array(chunks, pa.string())
+
+
 def settle_chunk(
     state: StateStore,
     entity: str,
@@ -67,6 +75,8 @@ def settle_chunk(
             state.delete_pending(entity, leave, conn=conn)
     if pending is not None and pending.num_rows:
         state.upsert_pending(pending, conn=conn)
-    state.close_failed_records(entity, _keys(settled, deletes), run_id, conn=conn)
+    # No unique() over the chunk's keys here: the store intersects them with the (usually
+    # few) open keys first, which costs one probe per key.
+    state.close_failed_records(entity, _chained(settled, deletes), run_id, conn=conn)
     if rejects.num_rows:
         state.add_failed_records(rejects, run_id, conn=conn)

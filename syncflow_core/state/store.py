@@ -589,11 +589,10 @@ class StateStore:
             if not open_keys:
                 return 0
             given = key_hashes.cast(pa.string())
-            hits = pc.unique(
-                given.filter(pc.is_in(given, value_set=pa.array(open_keys, pa.string())))
-            )
-            if isinstance(hits, pa.ChunkedArray):
-                hits = hits.combine_chunks()
+            found = given.filter(pc.is_in(given, value_set=pa.array(open_keys, pa.string())))
+            if isinstance(found, pa.ChunkedArray):
+                found = found.combine_chunks()
+            hits = pc.unique(found)
             n = 0
             now = _now()
             for part in _chunks(hits.to_pylist(), _chunk_size(c)):

@@ -15,9 +15,6 @@ resolution, on SQLite and on PostgreSQL, against a plain Python model of the sou
   whatever it held for that key;
 - a target row is soft-deleted only when its key is absent from the source, and every live
   target row's key is in the source (deletes arrive within the pass, rowversion included).
-
-Not generated: deleting a child *while it waits* for a parent (it stays waiting until the
-parent arrives; see the report of issue 13).
 """
 
 from __future__ import annotations
@@ -207,7 +204,7 @@ class Crash(Exception):
     """A crash right after a chunk committed (the process dies between chunks)."""
 
 
-def _edit(src: Source, step: tuple[Any, ...], rt: Runtime) -> None:
+def _edit(src: Source, step: tuple[Any, ...]) -> None:
     kind = step[0]
     if kind == "emp":
         _, no, dept, mgr, salary, bad = step
@@ -221,16 +218,10 @@ def _edit(src: Source, step: tuple[Any, ...], rt: Runtime) -> None:
     elif kind == "fix_dept" and step[1] in src.depts:
         first = src.depts[step[1]][0]
         src.depts[step[1]] = [Dept(first.manager, first.budget)]
-    elif kind == "del_emp" and step[1] in src.emps and not _waiting(rt, "employees", step[1]):
-        del src.emps[step[1]]
+    elif kind == "del_emp":
+        src.emps.pop(step[1], None)
     elif kind == "del_dept":
         src.depts.pop(step[1], None)
-
-
-def _waiting(rt: Runtime, entity: str, key: int) -> bool:
-    field_ = "emp_no" if entity == "employees" else "dept_no"
-    rows = rt.state.due_pending(entity, None).column("row_json").to_pylist()
-    return any(json.loads(r)[field_] == key for r in rows)
 
 
 def _sync(rt: Runtime, entity: str, mode: str | None, after: int, run: str) -> None:
@@ -358,7 +349,7 @@ def _run(src_url: str, tgt_url: str, history: list[tuple[Any, ...]]) -> None:
                     if step[1] not in stale:
                         _check(rt, src, step[1])
                 else:
-                    _edit(src, step, rt)
+                    _edit(src, step)
                     src.write(erp)
                     stale.update(("departments", "employees"))
             for entity in ("departments", "employees"):  # a final pass over everything
