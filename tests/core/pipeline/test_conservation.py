@@ -299,3 +299,34 @@ def test_rowversion_deletes_reach_the_target_within_one_pass(
             assert second.deleted == 0 and live(rows).keys() == rows.keys()
         assert len(rows) == 30
     erp.close()
+
+
+def test_a_waiting_child_deleted_from_the_source_stops_waiting(
+    engine_urls: tuple[str, str],
+) -> None:
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    erp.execute('CREATE TABLE "DEPARTMENTS" ("DEPT_NO" TEXT, "NAME" TEXT)')
+    erp.execute('CREATE TABLE "EMPLOYEES" ("EMP_NO" TEXT, "MANAGER_NO" TEXT, "DEPT_NO" TEXT)')
+    erp.execute('INSERT INTO "DEPARTMENTS" VALUES (\'10\', \'Sales\')')
+    staff = [(1, None, 10), (2, 1, 10), (3, 1, 90), (4, 1, 90), (5, 1, 10), (6, 1, 90)]
+    erp.execute(
+        'INSERT INTO "EMPLOYEES" VALUES (:e, :m, :d)',
+        [{"e": str(e), "m": None if m is None else str(m), "d": str(d)} for e, m, d in staff],
+    )
+    cfg = make_config(src_url, tgt_url, _hr_entities())
+    with Runtime.open(cfg, {}) as rt:
+        sync_all(rt, "departments", "run-d1")
+        first = sync_all(rt, "employees", "run-e1")
+        assert (first.inserted, first.pending) == (3, 3)  # 3, 4 and 6 wait for department 90
+        erp.execute('DELETE FROM "EMPLOYEES" WHERE "EMP_NO" IN (\'4\', \'6\')')
+        sync_all(rt, "employees", "run-e2")
+        waiting = rt.state.due_pending("employees", None).to_pylist()
+        assert [json.loads(w["row_json"])["emp_no"] for w in waiting] == [3]
+        # Department 90 arrives: only 3 loads; 4 and 6 are gone and stay gone.
+        erp.execute('INSERT INTO "DEPARTMENTS" VALUES (\'90\', \'New\')')
+        sync_all(rt, "departments", "run-d2")
+        assert resolve_pending(rt, "employees", "run-r", parent_arrived=True).inserted == 1
+        emps = sorted(int(r["emp_no"]) for r in rt.target.read_table("employees").to_pylist())
+        assert emps == [1, 2, 3, 5]
+    erp.close()
