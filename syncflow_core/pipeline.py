@@ -64,6 +64,7 @@ from syncflow_core.parallel import (
     start_pool,
 )
 from syncflow_core.reconcile import gone_keys, gone_waiting, reconcile_due, source_key_hashes
+from syncflow_core.references import check_reference_types
 from syncflow_core.reject_keys import keyed_rejects
 from syncflow_core.rejects import (
     ROW_ID,
@@ -247,6 +248,8 @@ def _read_plan(rt: Runtime, entity: str, slice_key: str) -> tuple[_ReadPlan, Any
     ent = rt.entity(entity)
     source_types = rt.source(entity).columns(ent.source)
     check_source_columns(rt.config, ent, list(source_types))
+    if ent.parent_refs:
+        _check_reference_types(rt, ent, source_types)
     bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
     cursor = rt.state.get_cursor(entity, slice_key)
     start = bounds.lo
@@ -269,6 +272,17 @@ def _read_plan(rt: Runtime, entity: str, slice_key: str) -> tuple[_ReadPlan, Any
         src_rv if watermark is not None else None,
     )
     return plan, start
+
+
+def _check_reference_types(rt: Runtime, ent: EntityConfig, types: Mapping[str, str]) -> None:
+    """A reference that could never match its parent's key hash is a config error, not a
+    child waiting forever (with the source's reflected types, see `references`)."""
+    reflected = {ent.name: types}
+    for ref in ent.parent_refs:
+        if ref.entity not in reflected:
+            parent = rt.entity(ref.entity)
+            reflected[ref.entity] = rt.source(ref.entity).columns(parent.source)
+    check_reference_types(rt.config, reflected, only=ent.name)
 
 
 def extract(

@@ -4,11 +4,14 @@ normalize to the same hashed type as the parent's key, or no parent is ever foun
 A child's reference is hashed like the parent's business key, type tag included (see
 `syncflow_core.identity`): ``NUMBER`` (no precision: a decimal) against ``INTEGER`` (an int)
 gives different hashes for the same number, and the child would wait for a parent that is
-there. When both sides declare a type under ``fields:`` the check below refuses the config,
-naming the file, the entity and the field.
+there. When both sides declare a type under ``fields:`` loading the config refuses it; a sync
+checks again with the source's reflected types (`check_reference_types` with ``reflected``),
+before anything is read. Errors name the file, the entity and the field.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from syncflow_core.config import EntityConfig, FieldOptions, SyncFlowConfig
 from syncflow_core.errors import ConfigError
@@ -18,9 +21,11 @@ from syncflow_core.normalize.plan import TEMPORAL_KINDS, FieldPlan, parse_declar
 __all__ = ["check_reference_types"]
 
 
-def _declared(ent: EntityConfig, output: str) -> str | None:
-    """The declared source type of output field ``output``, or None when not declared (or a
-    cast/computed mapping decides the type)."""
+def _declared(
+    ent: EntityConfig, output: str, reflected: Mapping[str, str] | None = None
+) -> str | None:
+    """The declared source type of output field ``output`` (``fields:`` first, then the
+    source's reflected type), or None when unknown or a cast/computed mapping decides it."""
     name = output
     for m in reversed(ent.field_mappings):
         if m.op == "cast" and m.field == name:
@@ -30,7 +35,9 @@ def _declared(ent: EntityConfig, output: str) -> str | None:
         if m.op == "rename" and m.to == name:
             name = m.field
     opts = ent.fields.get(name)
-    return None if opts is None else opts.type
+    if opts is not None and opts.type is not None:
+        return opts.type
+    return None if reflected is None else reflected.get(name)
 
 
 def _hashed_as(declared: str) -> str | None:
@@ -45,16 +52,28 @@ def _hashed_as(declared: str) -> str | None:
     return type_tag(plan.arrow_type)
 
 
-def check_reference_types(cfg: SyncFlowConfig) -> None:
-    """Refuse a reference whose declared type hashes differently from the parent key's."""
+def check_reference_types(
+    cfg: SyncFlowConfig,
+    reflected: Mapping[str, Mapping[str, str]] | None = None,
+    only: str | None = None,
+) -> None:
+    """Refuse a reference whose type hashes differently from the parent key's.
+
+    At load time only types declared under ``fields:`` are known; a sync passes
+    ``reflected`` (entity -> source column -> reflected type) and ``only`` (the entity it
+    syncs) to check against the source's own types as well.
+    """
+    types = reflected or {}
     for name, ent in cfg.entities.items():
+        if only is not None and name != only:
+            continue
         for i, ref in enumerate(ent.parent_refs):
             parent = cfg.entities.get(ref.entity)
             if parent is None:
                 continue
             for child_field, parent_field in ref.fields.items():
-                child_decl = _declared(ent, child_field)
-                parent_decl = _declared(parent, parent_field)
+                child_decl = _declared(ent, child_field, types.get(name))
+                parent_decl = _declared(parent, parent_field, types.get(ref.entity))
                 if child_decl is None or parent_decl is None:
                     continue
                 child_tag, parent_tag = _hashed_as(child_decl), _hashed_as(parent_decl)
@@ -65,5 +84,5 @@ def check_reference_types(cfg: SyncFlowConfig) -> None:
                     f"{child_field!r} is declared {child_decl!r} but the key field "
                     f"{parent_field!r} of '{ref.entity}' is declared {parent_decl!r}: they "
                     "normalize to different types, so no parent would ever be found; declare "
-                    "both alike (e.g. NUMBER(10) for both)"
+                    "both alike under 'fields:' (e.g. NUMBER(10) for both)"
                 )

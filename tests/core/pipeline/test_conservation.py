@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from syncflow_core.errors import RejectRatioExceeded
+from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.keycodec import loads_key
 from syncflow_core.pipeline import resolve_pending, sync_slice
 from syncflow_core.runtime import Runtime
@@ -329,4 +329,28 @@ def test_a_waiting_child_deleted_from_the_source_stops_waiting(
         assert resolve_pending(rt, "employees", "run-r", parent_arrived=True).inserted == 1
         emps = sorted(int(r["emp_no"]) for r in rt.target.read_table("employees").to_pylist())
         assert emps == [1, 2, 3, 5]
+    erp.close()
+
+
+def test_a_reference_typed_unlike_its_parent_key_is_a_config_error_at_sync(
+    engine_urls: tuple[str, str],
+) -> None:
+    """The child's DEPT_NO is NUMERIC without precision in the source (a decimal), the
+    parent's key an integer: no hash could ever match, so the sync refuses before reading."""
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    erp.execute('CREATE TABLE "DEPARTMENTS" ("DEPT_NO" TEXT, "NAME" TEXT)')
+    erp.execute(
+        'CREATE TABLE "EMPLOYEES" ("EMP_NO" TEXT, "MANAGER_NO" TEXT, "DEPT_NO" NUMERIC)'
+    )
+    ents = _hr_entities()
+    del ents["employees"]["fields"]["DEPT_NO"]  # left to the source's own type
+    cfg = make_config(src_url, tgt_url, ents)
+    with Runtime.open(cfg, {}) as rt:
+        with pytest.raises(ConfigError) as err:
+            sync_all(rt, "employees", "run-e1")
+        msg = str(err.value)
+        assert msg.startswith("test.yaml: entity 'employees': parent_refs.0.fields: field")
+        assert "'dept_no'" in msg and "'departments'" in msg
+        assert rt.state.get_cursor("employees", "slice-01") is None
     erp.close()
