@@ -720,7 +720,7 @@ def load_batch(
     deletes = batch.table("deletes").column(KEY_HASH).combine_chunks()
     rejects = batch.table("rejects")
     pending = batch.tables.get("pending")
-    # A batch staged before "settled" existed: the loaded rows are what it knows to be settled.
+    # A batch that did not come through `delta_batch` has no "settled": its loaded rows are.
     settled = batch.tables["settled"].column(KEY_HASH) if "settled" in batch.tables else (
         upserts.column(KEY_HASH) if KEY_HASH in upserts.column_names else pa.array([], pa.string())
     )
