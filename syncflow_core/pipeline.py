@@ -730,7 +730,7 @@ def load_batch(
     n_new = n_rejected - rt.state.known_failed_records(rejects) if n_rejected else 0
     if fetched >= MIN_ROWS_FOR_RATIO and n_new > ent.reject_ratio_limit * fetched:
         # Marked: a retry of this batch finds them not yet accepted and is refused again.
-        rt.state.add_failed_records(rejects, run_id, gate_blocked=True)
+        rt.state.add_failed_records(rejects, run_id, gate_blocked=True, slice_key=slice_key)
         raise RejectRatioExceeded(
             f"entity '{entity}' {slice_key}: {n_new} of {fetched} rows newly rejected "
             f"({n_new / fetched:.1%} > limit {ent.reject_ratio_limit:.1%}); nothing loaded. "
@@ -776,7 +776,7 @@ def load_batch(
         # Failed records and waiting children agree with what was just written.
         settle_chunk(
             rt.state, entity, run_id, settled=settled, rejects=rejects, deletes=deletes,
-            pending=pending, had_pending=had_pending, conn=sconn,
+            pending=pending, had_pending=had_pending, conn=sconn, slice_key=slice_key,
         )
         if complete:
             floor = min((v for v in (seen_wm, wm) if v is not None), default=None)
@@ -827,13 +827,17 @@ def _with_gone_keys(
     had_pending: bool,
 ) -> pa.Array:
     """``deletes`` plus the keys gone from the source that no chunk could see: the slice's live
-    rowversion keys (when this pass reconciles, `reconcile.reconcile_due`) and its waiting
-    children. One keys-only read of the slice serves both, and only when one needs it."""
+    rowversion keys (when this pass reconciles, `reconcile.reconcile_due`), its waiting
+    children and the keys of its open failed records (closed by `settle`). One keys-only
+    read of the slice serves all three, and only when one needs it."""
     cursor = rt.state.get_cursor(ent.name, slice_key)
     rowversion = ent.delta_strategy == "rowversion" and reconcile_due(
         ent, cursor.pass_no if cursor is not None else 1
     )
-    if not (rowversion or had_pending) or not rt.target.table_exists(ent.table_name):
+    failed = rt.state.open_failed_keys(ent.name, slice_key)
+    if not (rowversion or had_pending or len(failed)):
+        return deletes
+    if not rt.target.table_exists(ent.table_name):
         return deletes
     bounds = slice_of(ensure_slice_plan(rt, ent.name), slice_key)
     if bounds.hi == ():
@@ -855,6 +859,9 @@ def _with_gone_keys(
     parts = [deletes]
     if rowversion:
         parts.append(gone_keys(_stored_identities(rt, ent, lo, hi), source_keys))
+    if len(failed):
+        # Rows rejected in this slice whose key left the source: their records close.
+        parts.append(failed.filter(pc.invert(pc.is_in(failed, value_set=source_keys()))))
     if had_pending:
         schema = rt.target.arrow_schema(ent.table_name)
         keys = pa.schema([schema.field(f) for f in ent.business_key_fields])

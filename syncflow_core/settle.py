@@ -57,13 +57,15 @@ def settle_chunk(
     pending: pa.Table | None,
     had_pending: bool,
     conn: sa.Connection | None,
+    slice_key: str | None = None,
 ) -> None:
     """Bring failed records and waiting children in line with a chunk just written.
 
     ``settled``: key hashes of the rows that passed the delta; ``rejects``: the chunk's rejects
     (`rejects.REJECT_SCHEMA`, ``key_hash`` where known); ``deletes``: keys soft-deleted;
     ``pending``: the chunk's waiting rows (`resolve.WAITING_SCHEMA`); ``had_pending``: whether
-    the entity had waiting children before (skips the per-key cleanup when it had none).
+    the entity had waiting children before (skips the per-key cleanup when it had none);
+    ``slice_key``: the slice synced, recorded with its failed records.
     """
     waiting = _keys(None if pending is None else pending.column("key_hash"))
     rejected = _keys(rejects.column("key_hash") if "key_hash" in rejects.column_names else None)
@@ -79,4 +81,4 @@ def settle_chunk(
     # few) open keys first, which costs one probe per key.
     state.close_failed_records(entity, _chained(settled, deletes), run_id, conn=conn)
     if rejects.num_rows:
-        state.add_failed_records(rejects, run_id, conn=conn)
+        state.add_failed_records(rejects, run_id, conn=conn, slice_key=slice_key)

@@ -76,6 +76,7 @@ FAILED_RECORD_SCHEMA = pa.schema(
         ("key_hash", pa.string()),
         ("closed_at", _TS),
         ("closed_run_id", pa.string()),
+        ("slice_key", pa.string()),
     ]
 )
 
@@ -484,6 +485,7 @@ class StateStore:
         conn: sa.Connection | None = None,
         *,
         gate_blocked: bool = False,
+        slice_key: str | None = None,
     ) -> int:
         """Record rejects (`rejects.REJECT_SCHEMA`); return how many *new* records were opened.
 
@@ -491,6 +493,7 @@ class StateStore:
         ``occurrences`` grows, ``last_seen_at``/``last_run_id`` move on and it is re-opened.
         ``gate_blocked``: the batch is refused by the reject-ratio gate (see
         `known_failed_records`); a later recording by a batch that loads clears the mark.
+        ``slice_key``: the slice being synced (see `open_failed_keys`).
         The optional ``key_hash`` column (the rejected row's BK_HASH) is kept for
         `close_failed_records`.
         """
@@ -530,6 +533,7 @@ class StateStore:
                 "key_hash": keys[i],
                 "closed_at": None,
                 "closed_run_id": None,
+                "slice_key": slice_key,
                 "gate_blocked": gate_blocked,
             }
         unique = list(by_fp)
@@ -555,11 +559,32 @@ class StateStore:
                     ),
                     "closed_at": None,
                     "closed_run_id": None,
+                    "slice_key": sa.func.coalesce(
+                        stmt.excluded.slice_key, failed_records.c.slice_key
+                    ),
                     "gate_blocked": stmt.excluded.gate_blocked,
                 },
             )
             c.execute(stmt, list(by_fp.values()))
         return len(unique) - len(known)
+
+    def open_failed_keys(
+        self, entity: str, slice_key: str, conn: sa.Connection | None = None
+    ) -> pa.Array:
+        """Key hashes of the entity's open failed records rejected by syncs of ``slice_key``."""
+        fr = failed_records.c
+        q = (
+            sa.select(fr.key_hash)
+            .where(
+                fr.entity == entity,
+                fr.slice_key == slice_key,
+                fr.status == "open",
+                fr.key_hash.is_not(None),
+            )
+            .distinct()
+        )
+        with self._tx(conn) as c:
+            return pa.array(list(c.execute(q).scalars()), pa.string())
 
     def close_failed_records(
         self,

@@ -128,6 +128,7 @@ failed_records = sa.Table(
     sa.Column("key_hash", sa.String(32)),
     sa.Column("closed_at", UtcDateTime),
     sa.Column("closed_run_id", sa.String(64)),
+    sa.Column("slice_key", sa.String(32)),  # the slice whose sync rejected the row
     # Written by a batch the reject-ratio gate refused: not "on record" for the gate's next try.
     sa.Column("gate_blocked", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.UniqueConstraint("fingerprint", name="uq_sf_failed_records_fingerprint"),

@@ -14,7 +14,8 @@ resolution, on SQLite and on PostgreSQL, against a plain Python model of the sou
 - a bad row (or each copy of a duplicated key) is an open failed record, and the target keeps
   whatever it held for that key;
 - a target row is soft-deleted only when its key is absent from the source, and every live
-  target row's key is in the source (deletes arrive within the pass, rowversion included).
+  target row's key is in the source (deletes arrive within the pass, rowversion included);
+- every open failed record stands for a row the source still holds.
 """
 
 from __future__ import annotations
@@ -299,6 +300,10 @@ def _check(rt: Runtime, src: Source, entity: str) -> None:
         assert len(places) == 1, (entity, key, raw, places)
         if clean is None:
             assert places == ["failed"], (entity, key, raw)
+    for f in failed:
+        # An open failed record stands for a row the source still holds.
+        raw_key = f.get(key_field, f.get(key_field.upper()))
+        assert int(str(raw_key).strip()) in source_keys, (entity, f, "failed but gone")
     for key, row in by_key.items():
         # Soft-deleted only when gone from the source (a key that came back as a bad row
         # keeps its target row as it was, deleted or not); live only while in the source.

@@ -6,6 +6,8 @@ waits once per missing parent key.
   rejected is never soft-deleted.
 - ``closed_at`` / ``closed_run_id``: when and by which run a record was closed (the row loaded
   later, or left the source).
+- ``slice_key``: the slice whose sync rejected the row; when that slice's pass ends, its
+  open records whose key left the source close.
 - ``gate_blocked``: the record was written by a batch the reject-ratio gate refused; it does
   not count as "already on record" for the next try of that batch.
 - ``sf_pending_children`` is unique per (entity, key_hash, parent_entity, parent_key_hash):
@@ -32,6 +34,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("key_hash", sa.String(32)))
         batch.add_column(sa.Column("closed_at", sa.DateTime(timezone=True)))
         batch.add_column(sa.Column("closed_run_id", sa.String(64)))
+        batch.add_column(sa.Column("slice_key", sa.String(32)))
         batch.add_column(
             sa.Column("gate_blocked", sa.Boolean, nullable=False, server_default=sa.false())
         )
@@ -57,6 +60,7 @@ def downgrade() -> None:
     op.drop_index("ix_sf_failed_records_entity_key", "sf_failed_records")
     with op.batch_alter_table("sf_failed_records") as batch:
         batch.drop_column("gate_blocked")
+        batch.drop_column("slice_key")
         batch.drop_column("closed_run_id")
         batch.drop_column("closed_at")
         batch.drop_column("key_hash")
