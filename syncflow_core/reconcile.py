@@ -11,7 +11,8 @@ The same keys-only read also clears **waiting children gone from the source** (a
 a child that waits for its parent is not in the target, so no delta sees it leave; when a
 slice's pass completes and the entity has waiting children in the slice's range, those whose
 key the source no longer holds stop waiting (`gone_waiting`) instead of loading when their
-parent arrives.
+parent arrives. Likewise the open failed records a slice's syncs wrote: a bad row deleted
+from the source before it ever loaded closes its record.
 
 Cheap by construction: nothing is read when the slice has no live target row; otherwise one
 key-only scan of the source range and one read of the target's identities of the range, joined

@@ -354,3 +354,25 @@ def test_a_reference_typed_unlike_its_parent_key_is_a_config_error_at_sync(
         assert "'dept_no'" in msg and "'departments'" in msg
         assert rt.state.get_cursor("employees", "slice-01") is None
     erp.close()
+
+
+@pytest.mark.parametrize("strategy", ["hash", "rowversion"])
+def test_a_bad_row_deleted_before_it_ever_loaded_closes_its_record(
+    engine_urls: tuple[str, str], strategy: str
+) -> None:
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    erp.create_products(products(20))
+    _set(erp, "P0007", "PRICE", "12,3x")  # bad from the start: never in the target
+    _set(erp, "P0016", "QTY", "lots")
+    cfg = make_config(src_url, tgt_url, {"products": entity_config(strategy=strategy)})
+    with Runtime.open(cfg, {}) as rt:
+        assert sync_all(rt, "products", "run-1").rejected == 2
+        erp.delete_products(["P0007"])
+        sync_all(rt, "products", "run-2")
+        still = rt.state.list_failed_records("products").to_pylist()
+        assert [json.loads(f["raw_row"])["CODE"].strip() for f in still] == ["P0016"]
+        closed = rt.state.list_failed_records("products", status="resolved").to_pylist()
+        assert [f["closed_run_id"] for f in closed] == ["run-2"]
+        assert "P0007" not in target_rows(rt, "products")
+    erp.close()
