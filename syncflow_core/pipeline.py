@@ -126,6 +126,8 @@ class SyncCounts:
     resolved: int = 0
     superseded: int = 0
     parent_missing: int = 0
+    rowversion_backwards: int = 0
+    """Rowversion updates whose version went below the stored one (written, and shown)."""
     paused: bool = False
     complete: bool = False
     durations: dict[str, float] = field(default_factory=dict)
@@ -148,6 +150,7 @@ class SyncCounts:
             "resolved",
             "superseded",
             "parent_missing",
+            "rowversion_backwards",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.durations.items():
@@ -196,8 +199,9 @@ def ensure_slice_plan(rt: Runtime, entity: str) -> list[SliceBounds]:
     ent = rt.entity(entity)
     plan = rt.state.get_slice_plan(entity)
     if plan is None or len(plan) != ent.slice_count:
-        plan = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
-        rt.state.save_slice_plan(entity, plan)
+        planned = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
+        # Two slices' first runs may plan at once: the first plan stored wins for both.
+        plan = rt.state.claim_slice_plan(entity, planned)
     return plan
 
 
@@ -582,6 +586,7 @@ def delta_batch(
             "durations": durations,
             "unchanged": result.unchanged,
             "superseded": result.superseded,
+            "rowversion_backwards": result.backwards,
             "rowversion_floor": floor,
         },
     )
@@ -811,6 +816,7 @@ def load_batch(
         # One waiting row per (child, missing parent): count children, not pairs.
         pending=0 if pending is None else len(pc.unique(pending.column("key_hash"))),
         superseded=int(batch.info.get("superseded", 0)),
+        rowversion_backwards=int(batch.info.get("rowversion_backwards", 0)),
         paused=paused,
         complete=complete,
         durations=durations,
