@@ -61,6 +61,13 @@ class ScheduleConfig(_Strict):
     timezone: str = "UTC"
     days_to_complete: int = Field(7, ge=1, le=366)
     enabled: bool = True
+    retry_attempts: int = Field(4, ge=1, le=20)
+    """Background runs of one slice that may fail in one night before the pass moves on."""
+    retry_backoff_minutes: int = Field(15, ge=1, le=720)
+    """Wait after a slice's first failed run in a night; it doubles after each further one."""
+    stale_run_grace_minutes: int = Field(30, ge=0, le=720)
+    """A background run still in progress this long after its window closed is presumed dead
+    (its worker is gone): the schedule marks it failed and relaunches its slice."""
 
     @field_validator("timezone")
     @classmethod
