@@ -863,7 +863,15 @@ def _with_gone_keys(
     stop = _timed(durations, "reconcile")
     types = batch.info["source_types"]
     src_lo = None if not bounds.lo else bounds.lo
-    lo, hi = _normalize_key(ent, types, src_lo), _normalize_key(ent, types, bounds.hi)
+    try:
+        lo, hi = _normalize_key(ent, types, src_lo), _normalize_key(ent, types, bounds.hi)
+        ranged = True
+    except ConfigError:
+        # A bound with no cleaned form (not UTF-8): the entity takes the order-free path
+        # (`syncflow_core.key_scope`), whose own pass-end reconciliation finds its deletes;
+        # nothing here can be cut by a cleaned key range.
+        lo = hi = None
+        ranged = False
     present: list[pa.Array] = []
 
     def source_keys() -> pa.Array:
@@ -875,12 +883,12 @@ def _with_gone_keys(
         return present[0]
 
     parts = [deletes]
-    if rowversion:
+    if rowversion and ranged:
         parts.append(gone_keys(_stored_identities(rt, ent, lo, hi), source_keys))
     if len(failed):
         # Rows rejected in this slice whose key left the source: their records close.
         parts.append(failed.filter(pc.invert(pc.is_in(failed, value_set=source_keys()))))
-    if had_pending:
+    if had_pending and ranged:
         schema = rt.target.arrow_schema(ent.table_name)
         keys = pa.schema([schema.field(f) for f in ent.business_key_fields])
         parts.append(gone_waiting(rt.state.due_pending(ent.name, None), keys, lo, hi, source_keys))
