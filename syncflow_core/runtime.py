@@ -19,6 +19,7 @@ from syncflow_core.config import (
     SyncFlowConfig,
 )
 from syncflow_core.errors import ConfigError
+from syncflow_core.redaction import register_url
 
 if TYPE_CHECKING:
     from syncflow_core.sources.base import Source
@@ -29,8 +30,13 @@ __all__ = ["Runtime", "resolve_url"]
 
 
 def resolve_url(store: StoreConfig, env: Mapping[str, str], where: str, source_file: str) -> str:
-    """The store's URL: the literal one, or the value of the environment variable it names."""
+    """The store's URL: the literal one, or the value of the environment variable it names.
+
+    Its credentials are remembered for redaction (`redaction.register_url`): whatever a driver
+    later quotes of it (even of a URL that does not parse) is cut from error text.
+    """
     if store.url is not None:
+        register_url(store.url)
         return store.url
     assert store.url_env is not None
     value = env.get(store.url_env)
@@ -38,6 +44,7 @@ def resolve_url(store: StoreConfig, env: Mapping[str, str], where: str, source_f
         raise ConfigError(
             f"{source_file}: {where}: url_env: environment variable {store.url_env} is not set"
         )
+    register_url(value)
     return value
 
 

@@ -14,8 +14,8 @@ from dagster import Failure, In, MetadataValue, Nothing, OpDefinition, OpExecuti
 
 from syncflow_core import pipeline
 from syncflow_core.batch import Batch
-from syncflow_core.errors import SyncFlowError
 from syncflow_core.pipeline import SyncCounts
+from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
 from syncflow_dagster.background import mark_paused, window_stop
 from syncflow_dagster.resources import SyncFlowResource
@@ -54,9 +54,10 @@ def _partition_keys(context: OpExecutionContext) -> list[str]:
     return list(context.partition_keys)
 
 
-def _fail(entity: str, stage: str, slice_key: str, exc: SyncFlowError) -> Failure:
+def _fail(entity: str, stage: str, slice_key: str, exc: Exception) -> Failure:
+    # safe_message: no row values, statements or credentials reach the event log or the UI.
     return Failure(
-        description=f"{entity} {slice_key} {stage}: {type(exc).__name__}: {exc}",
+        description=f"{entity} {slice_key} {stage}: {safe_message(exc)}",
         metadata={"entity": entity, "slice": slice_key, "stage": stage,
                   "error": type(exc).__name__},
     )
@@ -75,8 +76,8 @@ def _run_stage(
         for key in slices:
             try:
                 batch = step(rt, key)
-            except SyncFlowError as exc:
-                raise _fail(ent.name, stage, key, exc) from exc
+            except Exception as exc:
+                raise _fail(ent.name, stage, key, exc) from None
             out[key] = batch
             context.log.info(
                 f"{ent.name} {key} {stage}: "
@@ -166,8 +167,8 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
             for key, batch in batches.items():
                 try:
                     counts = pipeline.load_batch(rt, name, key, batch, context.run_id, should_stop)
-                except SyncFlowError as exc:
-                    raise _fail(name, "load", key, exc) from exc
+                except Exception as exc:
+                    raise _fail(name, "load", key, exc) from None
                 all_counts.append(counts)
                 context.log.info(f"{name} {key} load: {counts.as_dict()}")
                 if counts.paused:

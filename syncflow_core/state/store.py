@@ -24,7 +24,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy.dialects import postgresql, sqlite
 
+from syncflow_core.errors import StateStoreError
 from syncflow_core.keycodec import dumps_key, loads_key
+from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.slices import SliceBounds
 from syncflow_core.state.tables import (
     failed_records,
@@ -165,6 +167,7 @@ def _wm_encode(value: int | str) -> tuple[str, str]:
     return (str(value), "int") if isinstance(value, int) else (value, "text")
 
 
+@guard_db_errors(StateStoreError)
 class StateStore:
     """The state tables in one database (SQLite file or PostgreSQL), migrated by Alembic."""
 
@@ -192,9 +195,12 @@ class StateStore:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """One transaction on the state database."""
-        with self.engine.begin() as conn:
+        """One transaction on the state database (database errors become `StateStoreError`)."""
+        with db_errors(StateStoreError, self._where()), self.engine.begin() as conn:
             yield conn
+
+    def _where(self) -> str:
+        return f"{self.engine.dialect.name} state store"
 
     def close(self) -> None:
         """Release the engine's connections (only when this store created the engine)."""

@@ -47,7 +47,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
 from syncflow_core.config import IDENTIFIER
-from syncflow_core.errors import ConfigError, TargetSchemaError
+from syncflow_core.errors import ConfigError, TargetError, TargetSchemaError
 from syncflow_core.identity import (
     BATCH_ID,
     BRIDGE_COLUMNS,
@@ -59,6 +59,7 @@ from syncflow_core.identity import (
     SYNCED_AT,
 )
 from syncflow_core.pg_binds import binds_as_settings
+from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
 from syncflow_core.targets.ddl import ColumnType, from_arrow, from_declared, from_pg_catalog, holds
@@ -218,6 +219,7 @@ def _to_arrow(values: Sequence[Any], ct: ColumnType) -> pa.Array:
     return pa.array(vals, t)
 
 
+@guard_db_errors(TargetError)
 class SqlTarget:
     """Entity tables in one SQL database (SQLite file or PostgreSQL), optionally in a schema."""
 
@@ -235,9 +237,16 @@ class SqlTarget:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """One transaction on the target (the pipeline writes state in it when shared)."""
-        with self.engine.begin() as conn:
+        """One transaction on the target (the pipeline writes state in it when shared).
+
+        A database error inside the block (also the commit's) becomes a `TargetError` whose
+        text carries no statement, parameter or row value.
+        """
+        with db_errors(TargetError, self._where()), self.engine.begin() as conn:
             yield conn
+
+    def _where(self) -> str:
+        return f"{getattr(self, 'dialect', 'sql')} target"
 
     def lock_for_write(self, conn: sa.Connection, name: str) -> None:
         """Serialize writers of one table until ``conn``'s transaction ends.
