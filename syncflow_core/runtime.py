@@ -51,17 +51,23 @@ def resolve_url(store: StoreConfig, env: Mapping[str, str], where: str, source_f
 class Runtime:
     """Opened source(s), target and state store for one config; close() releases them."""
 
-    def __init__(self, config: SyncFlowConfig, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: SyncFlowConfig, env: Mapping[str, str] | None = None, *, migrate: bool = True
+    ) -> None:
         self.config = config
+        self.migrate = migrate
+        """Migrate the state store to head on first use (False: never write, e.g. a dry run)."""
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._sources: dict[str, Source] = {}
         self._target: SqlTarget | None = None
         self._state: StateStore | None = None
 
     @classmethod
-    def open(cls, config: SyncFlowConfig, env: Mapping[str, str] | None = None) -> Runtime:
+    def open(
+        cls, config: SyncFlowConfig, env: Mapping[str, str] | None = None, *, migrate: bool = True
+    ) -> Runtime:
         """Open a runtime (connections are made lazily, on first use)."""
-        return cls(config, env)
+        return cls(config, env, migrate=migrate)
 
     def __enter__(self) -> Runtime:
         return self
@@ -99,7 +105,7 @@ class Runtime:
 
     @property
     def state(self) -> StateStore:
-        """The state store, migrated to head on first use."""
+        """The state store, migrated to head on first use (unless ``migrate`` is off)."""
         if self._state is None:
             from syncflow_core.state.store import StateStore
 
@@ -107,7 +113,8 @@ class Runtime:
                 store = StateStore.from_engine(self.target.engine)
             else:
                 store = StateStore(self.state_url)
-            store.upgrade()
+            if self.migrate:
+                store.upgrade()
             self._state = store
         return self._state
 

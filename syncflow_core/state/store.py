@@ -29,6 +29,7 @@ from syncflow_core.keycodec import dumps_key, loads_key
 from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.slices import SliceBounds
 from syncflow_core.state.tables import (
+    VERSION_TABLE,
     failed_records,
     pending_children,
     slice_cursors,
@@ -127,6 +128,12 @@ def fingerprint(entity: str, stage: str, error_code: str, raw_row: str) -> str:
     return h.hexdigest()
 
 
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -185,13 +192,44 @@ class StateStore:
     def upgrade(self) -> None:
         """Migrate the database to the newest revision (idempotent; safe to run concurrently
         on PostgreSQL, where an advisory lock serializes migrators)."""
-        cfg = Config()
-        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg = _alembic_config()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK)))
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
+
+    @staticmethod
+    def head_revision() -> str:
+        """The newest migration revision this version of SyncFlow ships."""
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
+        assert head is not None
+        return head
+
+    def revision(self) -> str | None:
+        """The revision the database is at (None: never migrated). Reads only."""
+        from alembic.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return ctx.get_current_revision()
+
+    def list_cursors(self, entity: str, conn: sa.Connection | None = None) -> list[Cursor]:
+        """Every slice cursor of the entity, by slice key."""
+        q = (
+            sa.select(slice_cursors)
+            .where(slice_cursors.c.entity == entity)
+            .order_by(slice_cursors.c.slice_key)
+        )
+        with self._tx(conn) as c:
+            rows = c.execute(q).all()
+        return [
+            Cursor(r.entity, r.slice_key, r.pass_no, loads_key(r.last_key), r.rows_done,
+                   r.status, r.run_id, r.updated_at)
+            for r in rows
+        ]
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:

@@ -570,6 +570,17 @@ class SqlTarget:
         ]
         return pa.concat_tables(parts) if parts else schema.empty_table()
 
+    def refs_for(self, name: str, key_hashes: Sequence[str]) -> dict[str, str | None]:
+        """`_bridge_ref` of the stored rows with these key hashes (a few, for display)."""
+        cols = self._require(name)
+        table = self._table(name, cols)
+        out: dict[str, str | None] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(list(key_hashes), 900):
+                q = sa.select(table.c[KEY_HASH], table.c[REF]).where(table.c[KEY_HASH].in_(part))
+                out.update({r[0]: r[1] for r in conn.execute(q)})
+        return out
+
     def existing_keys(self, name: str, key_hashes: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Per input hash: is there a live (not soft-deleted) row with it?"""
         cols = self._require(name)
