@@ -375,6 +375,24 @@ class SqlSource:
         for start in range(0, result.num_rows, chunk_size):
             yield result.slice(start, chunk_size)
 
+    def read_keys(
+        self, ref: SourceRef, key_fields: Sequence[str], keys: Sequence[KeyTuple]
+    ) -> pa.Table:
+        """The rows whose key is one of ``keys`` (a fresh read of a few rows, e.g. a replay)."""
+        table = self._table(ref)
+        cols = self._keys(table, ref, key_fields)
+        parts: list[pa.Table] = []
+        for start in range(0, len(keys), 200):
+            conds = [
+                sa.and_(*(c == self._bind(c, v) for c, v in zip(cols, key, strict=True)))
+                for key in keys[start : start + 200]
+            ]
+            parts.append(self._fetch(ref, sa.select(table).where(sa.or_(*conds))))
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return pa.table({c.name: pa.array([], pa.string()) for c in table.c})
+        return pa.concat_tables(parts, promote_options="permissive")
+
     def key_bounds(self, ref: SourceRef, key_fields: Sequence[str], n: int) -> list[KeyTuple]:
         """Boundaries at every ``count/n``-th key, in one ROW_NUMBER() pass after a count."""
         table = self._table(ref)
