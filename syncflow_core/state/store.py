@@ -559,6 +559,24 @@ class StateStore:
             rows = c.execute(q).all()
         return _rows_to_table(rows, FAILED_RECORD_SCHEMA)
 
+    def get_failed_record(self, record_id: str) -> dict[str, Any] | None:
+        """One failed record (`FAILED_RECORD_SCHEMA` fields), or None."""
+        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names]).where(
+            failed_records.c.id == record_id
+        )
+        with self._tx(None) as c:
+            r = c.execute(q).first()
+        return None if r is None else dict(r._mapping)
+
+    def get_pending(self, pending_id: str) -> dict[str, Any] | None:
+        """One waiting child's row (`PENDING_SCHEMA` fields), or None."""
+        q = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+            pending_children.c.id == pending_id
+        )
+        with self._tx(None) as c:
+            r = c.execute(q).first()
+        return None if r is None else dict(r._mapping)
+
     def set_failed_status(
         self,
         ids: pa.Array | pa.ChunkedArray | Sequence[str],
