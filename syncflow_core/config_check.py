@@ -84,7 +84,9 @@ def check_config(rt: Runtime, sample_rows: int = 10_000) -> list[Finding]:
                                    f"{opts.type!r} is not a type the normalizer knows"))
                 continue
             theirs = parse_declared_type(types.get(column, "")) if types.get(column) else None
-            if theirs is not None and theirs[0] != mine[0]:
+            # Text columns are what the declared types are for (parsing): only a typed source
+            # column of another kind is worth a word.
+            if theirs is not None and theirs[0] not in ("string", "char") and theirs[0] != mine[0]:
                 out.append(Finding(name, "warning", f"{f}: entity '{name}': fields.{column}.type: "
                                    f"declared {opts.type!r} ({mine[0]}), the source says "
                                    f"{types[column]!r} ({theirs[0]})"))

@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import sqlalchemy as sa
-
 from syncflow_core.errors import StateStoreError
 from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
@@ -38,12 +36,6 @@ def _probe(name: str, fn: Any) -> HealthCheck:
         return HealthCheck(name, False, safe_message(exc))
 
 
-def _ping(engine: sa.Engine) -> str:
-    with engine.connect() as conn:
-        conn.execute(sa.text("SELECT 1"))
-    return f"{engine.dialect.name} reachable"
-
-
 def check_health(rt: Runtime) -> list[HealthCheck]:
     """Sources (one table each is read for its columns), target, state store, migrations."""
     checks: list[HealthCheck] = []
@@ -58,8 +50,8 @@ def check_health(rt: Runtime) -> list[HealthCheck]:
             return f"reachable ({len(cols)} columns in {ref.table or ref.path or ref.endpoint})"
 
         checks.append(_probe(f"source {connection}", columns))
-    checks.append(_probe("target", lambda: _ping(rt.target.engine)))
-    state = _probe("state store", lambda: _ping(rt.state.engine))
+    checks.append(_probe("target", lambda: rt.target.ping()))
+    state = _probe("state store", lambda: rt.state.ping())
     checks.append(state)
     if state.ok:
 

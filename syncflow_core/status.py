@@ -24,8 +24,12 @@ class EntityProgress:
 
     entity: str
     slices: int
+    passes_completed: int
+    """Passes over every slice finished so far."""
     pass_no: int
+    """The pass in progress (``passes_completed + 1``)."""
     done_in_pass: int
+    """Slices of the pass in progress that are done."""
     in_progress: list[str]
     rows_done: int
     failed_open: int
@@ -52,6 +56,7 @@ def entity_progress(rt: Runtime, entity: str, now: datetime | None = None) -> En
     return EntityProgress(
         entity=entity,
         slices=len(keys),
+        passes_completed=pass_no,
         pass_no=pass_no + 1,
         done_in_pass=sum(1 for v in finished.values() if v > pass_no),
         in_progress=sorted(k for k, c in cursors.items() if c.status in ("running", "paused")),

@@ -161,19 +161,19 @@ def status(ctx: Context) -> int:
             rows.append(progress)
 
     def text() -> list[str]:
-        lines = [f"{'entity':<12} {'last run':<24} {'pass':<14} {'pending':>7} {'failed':>6}  "
-                 "window"]
+        lines = [f"{'entity':<12} {'last run':<24} {'pass progress':<26} {'pending':>7} "
+                 f"{'failed':>6}  window"]
         for r in rows:
             last = r["last_run"]
             run = "-" if last is None else f"{_short(last['run_id'])} {last['status']}"
             counts = {} if last is None else last["counts"]
             window = ("open, closes " + r["window_closes"][11:16] if r["window_open"]
                       else "opens " + r["next_window"][:16].replace("T", " "))
-            lines.append(
-                f"{r['entity']:<12} {run:<24} "
-                f"{r['done_in_pass']}/{r['slices']} (pass {r['pass_no']})".ljust(52)
-                + f" {r['pending']:>7} {r['failed_open']:>6}  {window} UTC"
-            )
+            progress = f"{r['done_in_pass']}/{r['slices']} of pass {r['pass_no']}"
+            if r["passes_completed"]:
+                progress += f" ({r['passes_completed']} done)"
+            lines.append(f"{r['entity']:<12} {run:<24} {progress:<26} {r['pending']:>7} "
+                         f"{r['failed_open']:>6}  {window} UTC")
             if counts:
                 shown = ", ".join(f"{k} {int(v)}" for k, v in counts.items()
                                   if not k.startswith("seconds_") and v)

@@ -51,11 +51,18 @@ def _iso(ts: float | None) -> str | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
 
 
-def _summary(instance: DagsterInstance, record: RunRecord, config: SyncFlowConfig) -> RunSummary:
+def _selected(record: RunRecord) -> set[str]:
+    """The entities a run selected or is tagged with (cheap: no event-log read)."""
     run = record.dagster_run
     entities = {n for k in (run.asset_selection or ()) if (n := entity_of_key(k))}
     if ENTITY_TAG in run.tags:
         entities.add(run.tags[ENTITY_TAG])
+    return entities
+
+
+def _summary(instance: DagsterInstance, record: RunRecord, config: SyncFlowConfig) -> RunSummary:
+    run = record.dagster_run
+    entities = _selected(record)
     counts: dict[str, dict[str, float]] = {}
     partitions: set[str] = set()
     for entry in instance.all_logs(run.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION):
@@ -97,6 +104,9 @@ def run_history(
         if not records:
             break
         for record in records:
+            selected = _selected(record)
+            if entity is not None and selected and entity not in selected:
+                continue  # skip reading the event log of another entity's run
             summary = _summary(instance, record, config)
             if entity is None or entity in summary.entities:
                 out.append(summary)
@@ -111,7 +121,11 @@ def last_runs(
 ) -> dict[str, RunSummary]:
     """Each entity's newest run among the last ``scan`` runs."""
     found: dict[str, RunSummary] = {}
-    for summary in run_history(instance, config, None, scan):
+    for record in instance.get_run_records(RunsFilter(), limit=scan):
+        selected = _selected(record)
+        if selected and selected <= set(found):
+            continue  # an older run of entities already found: skip its event log
+        summary = _summary(instance, record, config)
         for name in summary.entities:
             found.setdefault(name, summary)
         if len(found) == len(config.entities):

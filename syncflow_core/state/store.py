@@ -240,6 +240,12 @@ class StateStore:
     def _where(self) -> str:
         return f"{self.engine.dialect.name} state store"
 
+    def ping(self) -> str:
+        """Connect and run ``SELECT 1`` (a health check); what answered."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return f"{self.engine.dialect.name} reachable"
+
     def close(self) -> None:
         """Release the engine's connections (only when this store created the engine)."""
         if self._owns_engine:

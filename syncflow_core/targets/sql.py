@@ -262,6 +262,12 @@ class SqlTarget:
                 sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
             )
 
+    def ping(self) -> str:
+        """Connect and run ``SELECT 1`` (a health check); what answered."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return f"{self.engine.dialect.name} reachable"
+
     def close(self) -> None:
         """Close the ADBC connection and dispose of the engine."""
         if self._adbc is not None:
