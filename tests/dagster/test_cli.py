@@ -15,6 +15,7 @@ import shutil
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -294,3 +295,101 @@ def test_config_check_reports_what_does_not_fit(ops: OpsEnv, tmp_path: Path) -> 
     result = ops.json("config", "check", "--config", str(broken), code=EXIT_CHECK_FAILED)
     assert any("fields.LINE_NO.type" in f["message"] and f["entity"] == "order_lines"
                for f in result)
+
+
+def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def _serve(ops: OpsEnv) -> tuple[Any, int]:
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    exe = str(Path(sys.executable).with_name("syncflow"))
+    proc = subprocess.Popen([exe, "metrics", "serve", "--port", str(port)], env=ops.env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30).close()
+            return proc, port
+        except (urllib.error.URLError, ConnectionError):
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise AssertionError(proc.communicate()[1].decode()) from None
+            time.sleep(0.2)
+
+
+def test_metrics_over_http_match_the_runs(ops: OpsEnv, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dagster import AssetKey, DagsterInstance
+
+    from syncflow_core.window import in_window
+    from syncflow_dagster.definitions import build_definitions
+    from syncflow_dagster.demo import QUIET
+    from syncflow_dagster.jobs import entity_job_name
+
+    proc, port = _serve(ops)
+    try:
+        first = _scrape(port)
+        customers = (("entity", "customers"),)
+
+        def rows(scrape: dict[Any, float], op: str) -> float:
+            return scrape[("syncflow_rows_total", (("entity", "customers"), ("operation", op)))]
+
+        instance = DagsterInstance.from_config(ops.env["DAGSTER_HOME"])
+        try:
+            mats = instance.fetch_materializations(AssetKey(["erp", "customers"]), limit=100)
+            meta = [r.asset_materialization.metadata for r in mats.records]
+            assert rows(first, "inserted") == sum(m["inserted"].value for m in meta) > 0
+            assert rows(first, "rejected") == sum(m["rejected"].value for m in meta)
+            assert first[("syncflow_sync_duration_seconds_count", customers)] == len(meta) == 3
+            assert first[("syncflow_last_success_timestamp_seconds", customers)] == max(
+                r.timestamp for r in mats.records)
+            with ops.runtime() as rt:
+                assert first[("syncflow_failed_records", customers)] == (
+                    rt.state.list_failed_records("customers").num_rows)
+                assert first[("syncflow_pending_children", (("entity", "order_lines"),))] == (
+                    rt.state.pending_counts("order_lines").total) > 0
+                now = datetime.now(UTC)
+                assert first[("syncflow_window_open", customers)] == float(
+                    in_window(now, rt.entity("customers").schedule))
+            # One more run: the scrape moves by exactly that run's counts.
+            _erp(ops, "UPDATE CUSTOMERS SET CITY = CITY || '-Nord', LAST_CHANGE = LAST_CHANGE "
+                      "+ 7000 WHERE CUSTOMER_NO IN (SELECT CUSTOMER_NO FROM CUSTOMERS WHERE "
+                      "CUSTOMER_NO IS NOT NULL ORDER BY CUSTOMER_NO LIMIT 3)")
+            for name in URL_ENVS:  # the run below executes in this process
+                monkeypatch.setenv(name, ops.env[name])
+            config = load_config(default_config_path())
+            job = build_definitions(config).resolve_job_def(
+                entity_job_name(config.entity("customers")))
+            result = job.execute_in_process(run_config=QUIET, instance=instance,
+                                            partition_key="slice-01")
+            (event,) = result.get_asset_materialization_events()
+            last = event.materialization.metadata
+        finally:
+            instance.dispose()
+        second = _scrape(port)
+        assert last["updated"].value == 3
+        for op in ("inserted", "updated", "unchanged", "deleted", "rejected"):
+            assert rows(second, op) - rows(first, op) == last[op].value, op
+        assert second[("syncflow_sync_duration_seconds_count", customers)] == 4
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
