@@ -14,6 +14,7 @@ from dagster import Failure, In, MetadataValue, Nothing, OpDefinition, OpExecuti
 
 from syncflow_core import pipeline
 from syncflow_core.batch import Batch
+from syncflow_core.log_context import log_context
 from syncflow_core.pipeline import SyncCounts
 from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
@@ -75,14 +76,17 @@ def _run_stage(
     with resource.runtime() as rt:
         for key in slices:
             try:
-                batch = step(rt, key)
+                with log_context(run_id=context.run_id, batch_id=context.run_id,
+                                 entity=ent.name, slice=key):
+                    batch = step(rt, key)
             except Exception as exc:
                 raise _fail(ent.name, stage, key, exc) from None
             out[key] = batch
-            context.log.info(
-                f"{ent.name} {key} {stage}: "
-                + ", ".join(f"{n}={t.num_rows}" for n, t in batch.tables.items())
-            )
+            with log_context(entity=ent.name, slice=key):
+                context.log.info(
+                    f"{ent.name} {key} {stage}: "
+                    + ", ".join(f"{n}={t.num_rows}" for n, t in batch.tables.items())
+                )
     return out
 
 
@@ -165,12 +169,15 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         all_counts: list[SyncCounts] = []
         with resource.runtime() as rt:
             for key, batch in batches.items():
-                try:
-                    counts = pipeline.load_batch(rt, name, key, batch, context.run_id, should_stop)
-                except Exception as exc:
-                    raise _fail(name, "load", key, exc) from None
-                all_counts.append(counts)
-                context.log.info(f"{name} {key} load: {counts.as_dict()}")
+                with log_context(run_id=context.run_id, batch_id=context.run_id, entity=name,
+                                 slice=key):
+                    try:
+                        counts = pipeline.load_batch(rt, name, key, batch, context.run_id,
+                                                     should_stop)
+                    except Exception as exc:
+                        raise _fail(name, "load", key, exc) from None
+                    all_counts.append(counts)
+                    context.log.info(f"{name} {key} load: {counts.as_dict()}")
                 if counts.paused:
                     mark_paused(context, key)
                     break  # window closed: the remaining slices wait for the next night
