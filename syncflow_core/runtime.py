@@ -107,12 +107,14 @@ class Runtime:
     def state(self) -> StateStore:
         """The state store, migrated to head on first use (unless ``migrate`` is off)."""
         if self._state is None:
+            from syncflow_core.state.payloads import PayloadCipher
             from syncflow_core.state.store import StateStore
 
+            cipher = PayloadCipher.from_env(self.env)
             if self.shares_database:
-                store = StateStore.from_engine(self.target.engine)
+                store = StateStore.from_engine(self.target.engine, cipher)
             else:
-                store = StateStore(self.state_url)
+                store = StateStore(self.state_url, cipher=cipher)
             if self.migrate:
                 store.upgrade()
             self._state = store

@@ -83,15 +83,16 @@ def _command(group: click.Group, name: str, **kwargs: Any) -> Callable[..., Any]
         @functools.wraps(fn)
         def run(config_path: str | None, as_json: bool, **params: Any) -> None:
             ctx = Context(config_path, as_json)
+            where = click.get_current_context().command_path
             try:
                 code = fn(ctx, **params) or 0
             except NotFound as exc:
-                click.echo(f"syncflow {name}: {exc}", err=True)
+                click.echo(f"{where}: {exc}", err=True)
                 code = EXIT_NOT_FOUND
             except click.ClickException:
                 raise
             except Exception as exc:  # reported safely: no values, no credentials
-                click.echo(f"syncflow {name}: {safe_message(exc)}", err=True)
+                click.echo(f"{where}: {safe_message(exc)}", err=True)
                 code = EXIT_ERROR
             sys.exit(code)
 

@@ -28,6 +28,7 @@ from syncflow_core.errors import StateStoreError
 from syncflow_core.keycodec import dumps_key, loads_key
 from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.slices import SliceBounds
+from syncflow_core.state.payloads import PayloadCipher, open_payload
 from syncflow_core.state.tables import (
     VERSION_TABLE,
     failed_records,
@@ -56,6 +57,8 @@ Key = tuple[Any, ...]
 CursorStatus = str  # 'running' | 'paused' | 'done'
 
 _TS = pa.timestamp("us", tz="UTC")
+_FAILED = "sf_failed_records"
+_PENDING = "sf_pending_children"
 
 FAILED_RECORD_SCHEMA = pa.schema(
     [
@@ -178,14 +181,32 @@ def _wm_encode(value: int | str) -> tuple[str, str]:
 class StateStore:
     """The state tables in one database (SQLite file or PostgreSQL), migrated by Alembic."""
 
-    def __init__(self, url: str, *, _engine: sa.Engine | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        _engine: sa.Engine | None = None,
+        cipher: PayloadCipher | None = None,
+    ) -> None:
+        """``cipher``: seal raw rows at rest (`state.payloads`); None keeps them plain."""
         self._owns_engine = _engine is None
         self.engine: sa.Engine = _engine if _engine is not None else create_sql_engine(url)
+        self.cipher = cipher
 
     @classmethod
-    def from_engine(cls, engine: sa.Engine) -> StateStore:
+    def from_engine(cls, engine: sa.Engine, cipher: PayloadCipher | None = None) -> StateStore:
         """A store on an existing engine (e.g. the target's, to share its transactions)."""
-        return cls(str(engine.url), _engine=engine)
+        return cls(str(engine.url), _engine=engine, cipher=cipher)
+
+    # ------------------------------------------------------------------ payloads at rest
+
+    def _seal(self, text: str, table: str, entity: str) -> tuple[str, str | None]:
+        if self.cipher is None:
+            return text, None
+        return self.cipher.encrypt(text, f"{table}/{entity}"), self.cipher.active
+
+    def _open(self, text: str, key_id: str | None, table: str, entity: str) -> str:
+        return open_payload(self.cipher, text, key_id, f"{table}/{entity}")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -510,14 +531,18 @@ class StateStore:
             if rec is not None:
                 rec["occurrences"] += 1
                 continue
+            entity = cols["entity"][i]
+            raw_row, key_id = self._seal(cols["raw_row"][i], _FAILED, entity)
+            message, _ = self._seal(cols["message"][i], _FAILED, entity)
             by_fp[fp] = {
                 "id": _new_id(),
-                "entity": cols["entity"][i],
+                "entity": entity,
                 "stage": cols["stage"][i],
                 "error_code": cols["error_code"][i],
-                "message": cols["message"][i],
+                "message": message,
                 "bridge_ref": cols["bridge_ref"][i],
-                "raw_row": cols["raw_row"][i],
+                "raw_row": raw_row,
+                "payload_key_id": key_id,
                 "fingerprint": fp,
                 "first_seen_at": now,
                 "last_seen_at": now,
@@ -542,6 +567,9 @@ class StateStore:
                     "last_run_id": stmt.excluded.last_run_id,
                     "message": stmt.excluded.message,
                     "bridge_ref": stmt.excluded.bridge_ref,
+                    # Re-sealed under the active key (rotation), with its id beside it.
+                    "raw_row": stmt.excluded.raw_row,
+                    "payload_key_id": stmt.excluded.payload_key_id,
                     "status": "open",
                 },
             )
@@ -554,34 +582,49 @@ class StateStore:
         status: str | None = "open",
         conn: sa.Connection | None = None,
     ) -> pa.Table:
-        """Failed records (`FAILED_RECORD_SCHEMA`), oldest first; ``None`` filters nothing."""
-        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names])
+        """Failed records (`FAILED_RECORD_SCHEMA`), oldest first; ``None`` filters nothing.
+
+        Sealed payloads (raw row, message) come back decrypted.
+        """
+        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names],
+                      failed_records.c.payload_key_id)
         if entity is not None:
             q = q.where(failed_records.c.entity == entity)
         if status is not None:
             q = q.where(failed_records.c.status == status)
         q = q.order_by(failed_records.c.first_seen_at, failed_records.c.id)
         with self._tx(conn) as c:
-            rows = c.execute(q).all()
-        return _rows_to_table(rows, FAILED_RECORD_SCHEMA)
+            rows = [self._open_failed(dict(r._mapping)) for r in c.execute(q)]
+        return pa.Table.from_pylist(rows, schema=FAILED_RECORD_SCHEMA)
+
+    def _open_failed(self, rec: dict[str, Any]) -> dict[str, Any]:
+        key_id = rec.pop("payload_key_id", None)
+        if key_id is not None:
+            rec["raw_row"] = self._open(rec["raw_row"], key_id, _FAILED, rec["entity"])
+            rec["message"] = self._open(rec["message"], key_id, _FAILED, rec["entity"])
+        return rec
 
     def get_failed_record(self, record_id: str) -> dict[str, Any] | None:
         """One failed record (`FAILED_RECORD_SCHEMA` fields), or None."""
-        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names]).where(
-            failed_records.c.id == record_id
-        )
+        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names],
+                      failed_records.c.payload_key_id).where(failed_records.c.id == record_id)
         with self._tx(None) as c:
             r = c.execute(q).first()
-        return None if r is None else dict(r._mapping)
+        return None if r is None else self._open_failed(dict(r._mapping))
 
     def get_pending(self, pending_id: str) -> dict[str, Any] | None:
         """One waiting child's row (`PENDING_SCHEMA` fields), or None."""
-        q = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
-            pending_children.c.id == pending_id
-        )
+        q = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names],
+                      pending_children.c.payload_key_id).where(pending_children.c.id == pending_id)
         with self._tx(None) as c:
             r = c.execute(q).first()
-        return None if r is None else dict(r._mapping)
+        return None if r is None else self._open_pending(dict(r._mapping))
+
+    def _open_pending(self, row: dict[str, Any]) -> dict[str, Any]:
+        key_id = row.pop("payload_key_id", None)
+        if key_id is not None:
+            row["row_json"] = self._open(row["row_json"], key_id, _PENDING, row["entity"])
+        return row
 
     def set_failed_status(
         self,
@@ -627,6 +670,7 @@ class StateStore:
         by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
         for i in range(rows.num_rows):
             k = (cols["entity"][i], cols["key_hash"][i], cols["parent_entity"][i])
+            row_json, key_id = self._seal(cols["row_json"][i], _PENDING, k[0])
             # The last occurrence wins: it is the newest version of the child row.
             by_key[k] = {
                 "id": _new_id(),
@@ -639,7 +683,8 @@ class StateStore:
                 "next_retry_at": cols["next_retry_at"][i],
                 "first_seen_at": now,
                 "last_attempt_at": None,
-                "row_json": cols["row_json"][i],
+                "row_json": row_json,
+                "payload_key_id": key_id,
                 "run_id": cols["run_id"][i],
             }
         with self._tx(conn) as c:
@@ -654,6 +699,7 @@ class StateStore:
                     "parent_key": stmt.excluded.parent_key,
                     "parent_key_hash": stmt.excluded.parent_key_hash,
                     "row_json": stmt.excluded.row_json,
+                    "payload_key_id": stmt.excluded.payload_key_id,
                     "next_retry_at": stmt.excluded.next_retry_at,
                     "run_id": stmt.excluded.run_id,
                 },
@@ -673,7 +719,8 @@ class StateStore:
         ``now`` given: only those due (``next_retry_at <= now``); ``None``: all of them.
         ``parent_key_hashes`` given: only those waiting on one of these parent keys.
         """
-        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names],
+                         pending_children.c.payload_key_id).where(
             pending_children.c.entity == entity
         )
         if now is not None:
@@ -688,7 +735,9 @@ class StateStore:
                     q = base.where(pending_children.c.parent_key_hash.in_(part))
                     rows.extend(c.execute(q).all())
                 rows.sort(key=lambda r: (r.first_seen_at, r.id))
-        return _rows_to_table(rows, PENDING_SCHEMA)
+        # Decrypted here, so resolution sees plain rows whatever the key configuration.
+        opened = [self._open_pending(dict(r._mapping)) for r in rows]
+        return pa.Table.from_pylist(opened, schema=PENDING_SCHEMA)
 
     def bump_pending(
         self,
@@ -751,11 +800,3 @@ class StateStore:
             by_parent=by_parent,
             max_attempts=max((int(r[3]) for r in rows), default=0),
         )
-
-
-def _rows_to_table(rows: Sequence[sa.Row[Any]], schema: pa.Schema) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    return pa.table(
-        [pa.array(list(col), f.type) for col, f in zip(columns, schema, strict=True)],
-        schema=schema,
-    )

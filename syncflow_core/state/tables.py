@@ -123,6 +123,8 @@ failed_records = sa.Table(
     sa.Column("last_run_id", sa.String(64)),
     sa.Column("occurrences", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    # Id of the key that sealed raw_row and message (NULL: plain text); `state.payloads`.
+    sa.Column("payload_key_id", sa.String(32)),
     sa.UniqueConstraint("fingerprint", name="uq_sf_failed_records_fingerprint"),
     sa.CheckConstraint(
         "status IN ('open', 'replayed', 'resolved')", name="ck_sf_failed_records_status"
@@ -145,6 +147,7 @@ pending_children = sa.Table(
     sa.Column("last_attempt_at", UtcDateTime),
     sa.Column("row_json", sa.Text, nullable=False),
     sa.Column("run_id", sa.String(64)),
+    sa.Column("payload_key_id", sa.String(32)),  # the key that sealed row_json (NULL: plain)
     sa.UniqueConstraint(
         "entity", "key_hash", "parent_entity", name="uq_sf_pending_children_entity_key_parent"
     ),

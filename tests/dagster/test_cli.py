@@ -28,7 +28,7 @@ from syncflow_core.config import load_config
 from syncflow_core.keycodec import loads_key
 from syncflow_core.runtime import Runtime
 from syncflow_core.state.store import StateStore
-from syncflow_dagster.cli import EXIT_CHECK_FAILED, EXIT_NOT_FOUND, main
+from syncflow_dagster.cli import EXIT_CHECK_FAILED, EXIT_ERROR, EXIT_NOT_FOUND, main
 from syncflow_dagster.resources import CONFIG_ENV, default_config_path
 from tests.pg import PgCluster
 
@@ -393,3 +393,31 @@ def test_metrics_over_http_match_the_runs(ops: OpsEnv, monkeypatch: pytest.Monke
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_failed_show_decrypts_sealed_payloads_and_refuses_a_wrong_key(ops: OpsEnv) -> None:
+    import base64
+
+    key, other = base64.b64encode(b"k" * 32).decode(), base64.b64encode(b"w" * 32).decode()
+    sealed = {**ops.env, "SYNCFLOW_PAYLOAD_KEYS": f"k1:{key}"}
+    # A sync with a key configured re-reads the bad rows and seals their records.
+    with Runtime.open(load_config(default_config_path()), sealed) as rt:
+        for key in ("slice-01", "slice-02", "slice-03"):
+            pipeline.sync_slice(rt, "customers", key, "sealed-run")
+    engine = sa.create_engine(ops.target_url)
+    with engine.connect() as conn:
+        stored = conn.execute(sa.text(
+            "SELECT raw_row, message, payload_key_id FROM sf_failed_records "
+            "WHERE entity = 'customers'")).all()
+    engine.dispose()
+    assert stored and all(r.payload_key_id == "k1" for r in stored)
+    assert BAD_CREDIT not in repr(stored)  # ciphertext at rest
+    listed = CliRunner().invoke(main, ["failed", "list", "--json"], env=sealed)
+    record = next(r for r in json.loads(listed.stdout) if r["error_code"] == "invalid_number")
+    shown = CliRunner().invoke(main, ["failed", "show", record["id"], "--json"], env=sealed)
+    assert shown.exit_code == 0 and BAD_CREDIT in json.loads(shown.stdout)["raw_row"]
+    wrong = CliRunner().invoke(main, ["failed", "show", record["id"]],
+                               env={**ops.env, "SYNCFLOW_PAYLOAD_KEYS": f"k1:{other}"})
+    assert wrong.exit_code == EXIT_ERROR
+    assert "PayloadKeyError: payload key 'k1' does not decrypt" in wrong.stderr
+    assert BAD_CREDIT not in wrong.output
