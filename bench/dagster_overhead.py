@@ -1,81 +1,134 @@
-"""Dagster's overhead: one 1M-row slice materialized through Dagster vs `sync_slice` directly.
+"""The asset path against the engine called directly: one slice, wall time and process-tree RSS.
 
     .venv/bin/python -m bench.dagster_overhead [--rows 1000000]
 
-Same source rows (PostgreSQL), same pipeline, two empty PostgreSQL targets, one process: first
-`sync_slice` called directly, then the entity's asset job materializing the same slice on a real
-`DagsterInstance` (graph-backed asset, six ops, Batches through the IO manager as Arrow IPC).
-Prints both wall times and Dagster's share of the Dagster wall time (target <= 20 %).
+Loads ``--rows`` messy order lines (bench.e2e's) into a throw-away PostgreSQL ERP, then syncs
+one slice into two empty PostgreSQL targets, with the config defaults (`chunk_size` 50k, no
+tuning): directly with `sync_slice`, and as a user runs it, by materializing the entity's
+asset on a Dagster instance with dagster-postgres storage. Both run the initial load, then a
+rerun after 10 % of the source rows changed. Each phase runs in a fresh process; its wall time
+is the sync call (imports excluded), its peak RSS is the whole process tree (the process and its
+worker processes, imports included) sampled every 10 ms. Prints the stage files a run leaves on
+disk (there should be none). Targets: at 1M rows the asset path <= 1.10x the direct wall and
+<= 1.2x its peak; at 3M rows both peaks <= 1.2 GB.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import yaml
-from dagster import instance_for_test
 
-from bench.e2e import _config, _load_source, _source_rows
-from syncflow_core.parallel import shutdown_pool
-from syncflow_core.pipeline import sync_slice
-from syncflow_core.runtime import Runtime
+from bench.e2e import _change_source, _config, _load_source, _source_rows
+from bench.tree_rss import TreePeak
 from tests.pg import pg_cluster
+
+ENTITY = "order_lines"
+
+
+def _phase(path: str, config: str, run: str, env: dict[str, str]) -> dict[str, float]:
+    """Run one sync in this (fresh) process; its figures as JSON on stdout."""
+    from syncflow_core.config import load_config
+
+    cfg = load_config(config)
+    if path == "direct":
+        from syncflow_core.pipeline import sync_slice
+        from syncflow_core.runtime import Runtime
+
+        t0 = time.perf_counter()
+        with Runtime.open(cfg, env) as rt:
+            counts = sync_slice(rt, ENTITY, "slice-01", run)
+        return {"seconds": time.perf_counter() - t0, "fetched": counts.fetched,
+                "written": counts.inserted + counts.updated}
+    from dagster import DagsterInstance
+
+    from syncflow_dagster.definitions import build_definitions
+
+    job = build_definitions(cfg, config).resolve_job_def(f"{ENTITY}_sync")
+    with DagsterInstance.get() as instance:
+        t0 = time.perf_counter()
+        result = job.execute_in_process(instance=instance, partition_key="slice-01")
+        secs = time.perf_counter() - t0
+    assert result.success
+    meta = result.get_asset_materialization_events()[0].materialization.metadata
+    return {"seconds": secs, "fetched": float(str(meta["fetched"].value)),
+            "written": float(str(meta["inserted"].value)) + float(str(meta["updated"].value))}
+
+
+def _files_mb(root: Path) -> float:
+    return sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) / 2**20
 
 
 def main() -> None:
-    """Run both paths and print the figures."""
+    """Run the four phases and print the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    n = ap.parse_args().rows
+    ap.add_argument("--phase", nargs=3, metavar=("PATH", "CONFIG", "RUN"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.phase:
+        print(json.dumps(_phase(*args.phase, dict(os.environ))))
+        return
+    n = args.rows
     rows = _source_rows(n)
     with pg_cluster() as pg, tempfile.TemporaryDirectory() as tmp:
-        for db in ("erp", "direct", "viadagster"):
+        for db in ("erp", "direct", "asset", "dagster"):
             pg.create_database(db)
         _load_source(pg, "erp", rows)
-        cfg = _config(n, n)
+        del rows
+        doc = _config().model_dump(mode="json", by_alias=True, exclude={"source_file"})
+        config = Path(tmp) / "syncflow.yaml"
+        config.write_text(yaml.safe_dump(doc))
+        home = Path(tmp) / "dagster_home"
+        home.mkdir()
+        storage = pg.url("dagster", driver="postgresql+psycopg2")
+        (home / "dagster.yaml").write_text(yaml.safe_dump({
+            "storage": {"postgres": {"postgres_url": storage}},
+            "telemetry": {"enabled": False},
+        }))
+        base = {**os.environ, "BENCH_ERP_URL": pg.url("erp"), "DAGSTER_HOME": str(home),
+                "SYNCFLOW_CONFIG": str(config)}
 
-        env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url("direct")}
-        t0 = time.perf_counter()
-        with Runtime.open(cfg, env) as rt:
-            direct = sync_slice(rt, "order_lines", "slice-01", "direct")
-        t_direct = time.perf_counter() - t0
+        def run(path: str, label: str) -> dict[str, float]:
+            env = {**base, "BENCH_TARGET_URL": pg.url(path)}
+            child = subprocess.Popen(
+                [sys.executable, "-m", "bench.dagster_overhead", "--phase", path, str(config),
+                 label], env=env, stdout=subprocess.PIPE, text=True,
+            )
+            with TreePeak(child.pid) as peak:
+                out, _ = child.communicate()
+            if child.returncode:
+                raise SystemExit(f"{path} {label} failed ({child.returncode})")
+            figures: dict[str, float] = json.loads(out.strip().splitlines()[-1])
+            figures["peak_mb"] = peak.mb
+            figures["peak_pss_mb"] = peak.pss_mb
+            return figures
 
-        # The same config as a file, served by the code location's own definitions builder.
-        doc = cfg.model_dump(mode="json", by_alias=True, exclude={"source_file"})
-        path = Path(tmp) / "bench.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        os.environ.update({"BENCH_ERP_URL": pg.url("erp"),
-                           "BENCH_TARGET_URL": pg.url("viadagster"),
-                           "SYNCFLOW_CONFIG": str(path),
-                           "SYNCFLOW_BATCH_DIR": str(Path(tmp) / "batches")})
-        from syncflow_core.config import load_config
-        from syncflow_dagster.definitions import build_definitions
-        from syncflow_dagster.io_manager import wait_for_writes
-
-        defs = build_definitions(load_config(path), str(path))
-        job = defs.resolve_job_def("order_lines_sync")
-        with instance_for_test(temp_dir=tmp) as instance:
-            t0 = time.perf_counter()
-            result = job.execute_in_process(instance=instance, partition_key="slice-01")
-            wait_for_writes()  # stage outputs written in the background count too
-            t_dagster = time.perf_counter() - t0
-            steps = [(s.step_key, (s.end_time or 0) - (s.start_time or 0))
-                     for s in instance.get_run_step_stats(result.run_id)]
-        assert result.success
-        shutdown_pool()
-    print(f"{n:,} rows, one slice, PostgreSQL -> PostgreSQL")
-    print(f"sync_slice directly   {t_direct:7.2f} s  ({direct.inserted:,} inserted)")
-    print(f"through Dagster       {t_dagster:7.2f} s")
-    stages = {k: v for k, v in direct.durations.items()}
-    print("  direct stages:  " + " ".join(f"{k}={v:.2f}" for k, v in stages.items()))
-    print("  dagster steps:  " + " ".join(f"{k.split('__')[-1]}={v:.2f}" for k, v in steps))
-    share = (t_dagster - t_direct) / t_dagster
-    print(f"Dagster overhead      {t_dagster - t_direct:7.2f} s = {share:.1%} of the Dagster wall "
-          "time (target <= 20 %)")
+        results: dict[tuple[str, str], dict[str, float]] = {}
+        for label in ("initial", "rerun"):
+            if label == "rerun":
+                changed = _change_source(pg, "erp")
+                print(f"source: {changed:,} rows changed ({changed / n:.1%})")
+            for path in ("direct", "asset"):
+                r = results[(path, label)] = run(path, label)
+                print(f"{path:<7} {label:<8} {r['seconds']:7.2f} s  peak RSS (tree) "
+                      f"{r['peak_mb']:7,.0f} MB  PSS {r['peak_pss_mb']:7,.0f} MB  "
+                      f"fetched {r['fetched']:,.0f}  "
+                      f"written {r['written']:,.0f}", flush=True)
+        stage_mb = _files_mb(home)
+    print(f"{n:,} rows, one slice, PostgreSQL -> PostgreSQL, config defaults")
+    for label in ("initial", "rerun"):
+        d, a = results[("direct", label)], results[("asset", label)]
+        print(f"{label:<8} asset/direct: wall {a['seconds'] / d['seconds']:.2f} (target <= 1.10)"
+              f", peak {a['peak_mb'] / d['peak_mb']:.2f} (target <= 1.2)")
+    print(f"files left under DAGSTER_HOME after the runs: {stage_mb:.2f} MB "
+          "(dagster.yaml and Dagster's own logs; SyncFlow writes no stage files)")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,6 @@
 """End-to-end benchmark: 1M messy rows in PostgreSQL -> full pipeline -> PostgreSQL target.
 
-    .venv/bin/python -m bench.e2e [--rows 1000000] [--chunk-size 50000]
-                                  [--first-load-chunk-size ROWS] [--no-dlt]
+    .venv/bin/python -m bench.e2e [--rows 1000000] [--no-dlt]
 
 Starts a throw-away PostgreSQL cluster, loads ``--rows`` messy order lines (text numbers in two
 locales, mixed date formats, padded codes, control characters, mojibake) into an ERP table,
@@ -9,8 +8,8 @@ then times `sync_slice` (extract -> 5 normalization layers -> identity -> delta 
 load) for the initial load and for a rerun after 10 % of the source rows changed. Prints
 seconds, rows/s and peak RSS for each, and the stage seconds summed over chunks (chunks
 overlap: a chunk's delta and load run while the next one is read, so the sum can exceed the
-wall time). The entity runs the config's default ``chunk_size`` with ``first_load_chunk_size``
-set to ``--rows``: the initial load is bulk-loaded in one chunk.
+wall time). The entity runs the config defaults (``chunk_size`` 50k, no tuning); peak RSS is
+the whole process tree (the process and its worker processes).
 
 When dlt is installed (``pip install -e '.[bench]'``) it runs dlt's fastest merge on the same
 rows in the same run (Arrow input read through the same ADBC path, ``loader_file_format=
@@ -31,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
-from bench.core import _reset_peak, _vm_hwm_mb, generate
+from bench.core import _reset_peak, generate
+from bench.tree_rss import TreePeak
 from syncflow_core.config import parse_config
 from syncflow_core.parallel import shutdown_pool
 from syncflow_core.pipeline import sync_slice
@@ -90,7 +90,9 @@ def _change_source(pg: PgCluster, db: str) -> int:
         return conn.execute(CHANGE).rowcount
 
 
-def _config(chunk_size: int, first_load: int) -> Any:
+def _config(chunk_size: int | None = None) -> Any:
+    """The bench entity: one slice, the config defaults unless ``chunk_size`` is given."""
+    tuning = {} if chunk_size is None else {"chunk_size": chunk_size}
     return parse_config(
         {
             "sources": {"erp": {"kind": "sql", "url_env": "BENCH_ERP_URL"}},
@@ -101,8 +103,7 @@ def _config(chunk_size: int, first_load: int) -> Any:
                     "business_key_fields": ["order_no", "line_no"],
                     "delta_strategy": "hash",
                     "slices": 1,
-                    "chunk_size": chunk_size,
-                    "first_load_chunk_size": first_load,
+                    **tuning,
                     "fields": {
                         "qty": {"type": "NUMBER(12,2)", "locale": "en_US"},
                         "unit_price": {"type": "NUMBER(14,4)", "locale": "de_DE"},
@@ -118,17 +119,18 @@ def _config(chunk_size: int, first_load: int) -> Any:
 def _phase(label: str, fn: Any, n: int) -> float:
     _reset_peak()
     t0 = time.perf_counter()
-    result = fn()
+    with TreePeak() as peak:
+        result = fn()
     secs = time.perf_counter() - t0
     print(
-        f"{label:<28} {secs:7.2f} s  {n / secs:>10,.0f} rows/s  peak RSS {_vm_hwm_mb():,.0f} MB"
-        + (f"  {result}" if result else "")
+        f"{label:<28} {secs:7.2f} s  {n / secs:>10,.0f} rows/s  peak RSS (tree) "
+        f"{peak.mb:,.0f} MB, PSS {peak.pss_mb:,.0f} MB" + (f"  {result}" if result else "")
     )
     return secs
 
 
-def _syncflow(env: dict[str, str], chunk_size: int, first_load: int, run: str) -> str:
-    cfg = _config(chunk_size, first_load)
+def _syncflow(env: dict[str, str], chunk_size: int | None, run: str) -> str:
+    cfg = _config(chunk_size)
     with Runtime.open(cfg, env) as rt:
         c = sync_slice(rt, "order_lines", "slice-01", run)
     stages = " ".join(f"{k}={v:.2f}" for k, v in c.durations.items())
@@ -170,16 +172,12 @@ def main() -> None:
     """Run the benchmark and print its figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--chunk-size", type=int, default=50_000,
-                    help="rows per chunk (default: the config default, 50,000)")
-    ap.add_argument("--first-load-chunk-size", type=int, default=0,
-                    help="rows of the first chunk into the empty target (default: --rows, "
-                         "the whole initial load bulk-loaded at once)")
+    ap.add_argument("--chunk-size", type=int, default=None,
+                    help="rows per chunk (default: the config default; for experiments only)")
     ap.add_argument("--no-dlt", action="store_true")
     args = ap.parse_args()
     n = args.rows
     chunk = args.chunk_size
-    first_load = args.first_load_chunk_size or n
     try:
         import dlt  # noqa: F401
 
@@ -193,13 +191,11 @@ def main() -> None:
         _load_source(pg, "erp", rows)
         env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url("target")}
         print(f"{n:,} rows, PostgreSQL -> PostgreSQL, {os.cpu_count()} cores, "
-              f"chunks of {chunk:,} rows (first load: {first_load:,})")
-        sf_init = _phase("syncflow initial",
-                         lambda: _syncflow(env, chunk, first_load, "initial"), n)
+              f"chunks of {_config(chunk).entity('order_lines').chunk_size:,} rows")
+        sf_init = _phase("syncflow initial", lambda: _syncflow(env, chunk, "initial"), n)
         changed = _change_source(pg, "erp")
         print(f"source: {changed:,} rows changed ({changed / n:.1%})")
-        sf_rerun = _phase("syncflow rerun",
-                          lambda: _syncflow(env, chunk, first_load, "rerun"), n)
+        sf_rerun = _phase("syncflow rerun", lambda: _syncflow(env, chunk, "rerun"), n)
         shutdown_pool()
         if not have_dlt:
             print("dlt not installed: pip install -e '.[bench]' for the comparison")

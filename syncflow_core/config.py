@@ -233,11 +233,6 @@ class EntityConfig(_Strict):
     slices: int | None = Field(None, ge=1, le=1000)
     """Number of key-range partitions; defaults to ``schedule.days_to_complete``."""
     chunk_size: int = Field(50_000, ge=1)
-    first_load_chunk_size: int | None = Field(None, ge=1)
-    """Rows of the first chunk while the target table is empty (a first load), when bigger
-    than ``chunk_size``. That chunk alone is bulk-loaded (indexes dropped, COPY, indexes
-    rebuilt once); later chunks write into an indexed table. A bigger first chunk loads a big
-    table much faster, at ~0.8 KB of peak memory per row of a typical ERP table."""
     reject_ratio_limit: float = Field(0.05, ge=0.0, le=1.0)
     """A batch whose rejected share exceeds this fails loudly instead of loading."""
     backfill_policy: Literal["single_run", "multi_run"] = "multi_run"
@@ -425,11 +420,18 @@ def parse_config(data: Any, source_file: str = "syncflow.yaml") -> SyncFlowConfi
         for err in exc.errors():
             msg = err["msg"].removeprefix("Value error, ")
             if err["type"] == "extra_forbidden":
-                msg = "unknown key"
+                msg = _REMOVED_KEYS.get(str(err["loc"][-1]), "unknown key")
             lines.append(f"{source_file}: {_loc(tuple(err['loc']))}: {msg}")
         raise ConfigError("\n".join(lines)) from None
     _cross_checks(cfg)
     return cfg
+
+
+_REMOVED_KEYS = {
+    "first_load_chunk_size": "no longer a setting (remove it): every chunk of a first load "
+    "into an empty table now takes the bulk path, indexes built once at the end",
+}
+"""Keys an older SyncFlow accepted, with what to do instead."""
 
 
 def _cross_checks(cfg: SyncFlowConfig) -> None:

@@ -661,11 +661,14 @@ def load_batch(
     batch: Batch,
     run_id: str,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    bulk: bool = False,
 ) -> SyncCounts:
     """Write the batch's changes, failed records, pending children and cursor; return counts.
 
     ``should_stop`` is asked after the write: when it says stop and the slice is not complete,
-    the cursor is recorded as *paused* (the next run resumes there).
+    the cursor is recorded as *paused* (the next run resumes there). ``bulk``: the target is
+    in a streamed first load (`SqlTarget.begin_bulk`), every row is an insert.
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
@@ -716,7 +719,8 @@ def load_batch(
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
-            ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i")
+            ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i"),
+            bulk=bulk,
         )
         if n_rejected:
             rt.state.add_failed_records(rejects, run_id, conn=sconn)
@@ -735,7 +739,7 @@ def load_batch(
         elif wm is not None and (seen_wm is None or wm < seen_wm):
             rt.state.set_watermark(entity, pass_key, wm, conn=sconn)
         if complete:
-            rt.state.finish_slice(entity, slice_key, run_id, conn=sconn)
+            rt.state.finish_slice(entity, slice_key, run_id, rows_done=fetched, conn=sconn)
         else:
             rt.state.save_cursor(
                 entity,
@@ -789,15 +793,33 @@ def sync_slice(
     connections; every write and the cursor stay on this thread, in chunk order, so a stop or a
     crash leaves exactly what the sequential loop would (a read ahead is simply dropped).
     """
-    total = SyncCounts()
     ent = rt.entity(entity)
+    table = ent.table_name
+    if rt.target.table_exists(table):
+        rt.target.ensure_indexes(table, ent.business_key_fields)  # a killed first load's
+    bulk = rt.target.begin_bulk(table)
+    try:
+        return _stream_slice(rt, ent, slice_key, run_id, should_stop, after_chunk, bulk)
+    finally:
+        if bulk:
+            rt.target.end_bulk(table)
+
+
+def _stream_slice(
+    rt: Runtime,
+    ent: EntityConfig,
+    slice_key: str,
+    run_id: str,
+    should_stop: Callable[[], bool] | None,
+    after_chunk: Callable[[SyncCounts], None] | None,
+    bulk: bool,
+) -> SyncCounts:
+    """`sync_slice`'s chunk loop; ``bulk``: a streamed first load (nothing stored to read)."""
+    total = SyncCounts()
+    entity = ent.name
     started = time.perf_counter()
     plan, start = _read_plan(rt, entity, slice_key)
-    # A first load bulk-loads its first chunk (see `first_load_chunk_size`); make it big.
     first_size = ent.chunk_size
-    bigger = ent.first_load_chunk_size
-    if bigger is not None and bigger > first_size and rt.target.is_empty(ent.table_name):
-        first_size = bigger
     # Chunks this big go to the worker processes, piece by piece while they are read (smaller
     # ones are prepared inline). Fork the workers before any reader thread exists: a fork
     # copies only the calling thread, and a lock another thread holds at that moment would
@@ -826,9 +848,14 @@ def sync_slice(
             lo, hi = _key_range(ent, plan.source_types, encode_key(start), encode_key(end))
             first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi))
 
+        def nothing_stored() -> Future[pa.Table]:
+            done: Future[pa.Table] = Future()
+            done.set_result(empty_stored())
+            return done
+
         try:
             batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
-                          read_first_identities if parallel else None, first_size)
+                          read_first_identities if parallel and not bulk else None, first_size)
         except BaseException:
             _drop_read_ahead(None, fed)
             for f in first_stored:
@@ -844,7 +871,9 @@ def sync_slice(
             if not batch.info["complete"]:
                 end = decode_key(batch.info["end"])
                 ahead = readers.submit(_read, rt, plan, end, 1, None, 0.0, next_fed)
-            if first_stored:
+            if bulk:
+                stored = nothing_stored()
+            elif first_stored:
                 stored = first_stored.pop()
             else:
                 lo, hi = _target_range(ent, batch)
@@ -858,7 +887,7 @@ def sync_slice(
                 batch.info["durations"]["delta"] = time.perf_counter() - waited
                 batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index)
                 batch = resolve_batch(rt, entity, batch)
-                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop)
+                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk)
                 total.add(counts)
                 if after_chunk is not None:
                     after_chunk(counts)

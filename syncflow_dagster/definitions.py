@@ -6,23 +6,18 @@ Definitions from it.
 
 from __future__ import annotations
 
-import os
-
-from dagster import Definitions, EnvVar, in_process_executor
+from dagster import Definitions, in_process_executor
 
 from syncflow_core.config import SyncFlowConfig
 from syncflow_dagster.assets import build_entity_assets
 from syncflow_dagster.checks import build_all_checks
-from syncflow_dagster.io_manager import BatchIOManager
-from syncflow_dagster.ops import BATCH_IO_MANAGER_KEY, RESOURCE_KEY
+from syncflow_dagster.io_manager import StreamIOManager
+from syncflow_dagster.ops import RESOURCE_KEY, STREAM_IO_MANAGER_KEY
 from syncflow_dagster.resources import SyncFlowResource, load_syncflow_config
 from syncflow_dagster.schedules import build_schedules
 from syncflow_dagster.sensors import build_resolution_jobs, build_sensors
 
-__all__ = ["BATCH_DIR_ENV", "build_definitions", "defs"]
-
-BATCH_DIR_ENV = "SYNCFLOW_BATCH_DIR"
-"""Optional folder/URL for stage outputs (default: under the instance's storage directory)."""
+__all__ = ["build_definitions", "defs"]
 
 
 def build_definitions(config: SyncFlowConfig, config_path: str | None = None) -> Definitions:
@@ -31,7 +26,6 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
     Runs execute in process: an entity's graph is a chain, so a subprocess per op would only
     add start-up time; parallelism comes from many runs (one per slice).
     """
-    batch_dir: EnvVar | None = EnvVar(BATCH_DIR_ENV) if os.environ.get(BATCH_DIR_ENV) else None
     resolution_jobs = build_resolution_jobs(config)
     return Definitions(
         assets=build_entity_assets(config),
@@ -43,7 +37,7 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
         sensors=build_sensors(config, resolution_jobs),
         resources={
             RESOURCE_KEY: SyncFlowResource(config_path=config_path),
-            BATCH_IO_MANAGER_KEY: BatchIOManager(base_dir=batch_dir),  # type: ignore[arg-type,unused-ignore]
+            STREAM_IO_MANAGER_KEY: StreamIOManager(),
         },
         executor=in_process_executor,
     )

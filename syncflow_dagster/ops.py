@@ -1,9 +1,11 @@
-"""The op factory: one thin op per core stage of one entity.
+"""The op factory: one thin op per engine stage of one entity.
 
-Every op covers all slices of the run's partition range (``context.partition_keys``): a
-single-run backfill processes each slice in turn, a per-slice run processes one. Ops pass
-``{slice_key: Batch}`` between them through `BatchIOManager`, so a failed run re-executes from
-the failed stage. The business logic is the core's; here we only time, name and report it.
+The ops hand each other a `ChunkStream` (the stages planned so far, no rows): each checks
+what its stage needs and adds it; ``<entity>__load`` then drives the stream, streaming every
+slice of the run's partition range (``context.partition_keys``) chunk by chunk through the
+core's one engine, `sync_slice`, which commits a cursor per chunk. A single-run backfill syncs
+its slices in turn; a per-slice run syncs one. The business logic is the core's; here we only
+name, log and report it.
 """
 
 
@@ -12,38 +14,36 @@ from typing import Any
 
 from dagster import Failure, In, MetadataValue, Nothing, OpDefinition, OpExecutionContext, Out, op
 
-from syncflow_core import pipeline
-from syncflow_core.batch import Batch
+from syncflow_core import pipeline, stream
 from syncflow_core.log_context import log_context
 from syncflow_core.pipeline import SyncCounts
 from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
+from syncflow_core.stream import STAGES, ChunkStream
 from syncflow_dagster.background import mark_paused, window_stop
 from syncflow_dagster.resources import SyncFlowResource
 from syncflow_dagster.translation import ENTITY_TAG, EntityAsset
 
 __all__ = [
-    "BATCH_IO_MANAGER_KEY",
     "COUNT_FIELDS",
     "ERP_POOL",
     "RESOURCE_KEY",
     "STAGES",
+    "STREAM_IO_MANAGER_KEY",
     "StageOps",
     "build_stage_ops",
     "counts_metadata",
 ]
 
 RESOURCE_KEY = "syncflow"
-BATCH_IO_MANAGER_KEY = "syncflow_batches"
+STREAM_IO_MANAGER_KEY = "syncflow_streams"
 ERP_POOL = "erp_source"
-"""Concurrency pool of every op that reads the ERP (protects it from too many readers)."""
+"""Concurrency pool of the op that reads the ERP (protects it from too many readers)."""
 COUNT_FIELDS = ("fetched", "rejected", "rejected_new", "inserted", "updated", "unchanged",
                 "deleted", "pending", "resolved", "superseded", "parent_missing")
 """SyncCounts fields recorded as materialization metadata (the UI plots them over time)."""
-STAGES = ("extract", "normalize", "identify", "delta", "resolve", "load")
 
 StageOps = dict[str, OpDefinition]
-Slices = dict[str, Batch]
 
 
 def _partition_keys(context: OpExecutionContext) -> list[str]:
@@ -55,51 +55,18 @@ def _partition_keys(context: OpExecutionContext) -> list[str]:
     return list(context.partition_keys)
 
 
-def _fail(entity: str, stage: str, slice_key: str, exc: Exception) -> Failure:
+def _fail(entity: str, stage: str, slice_key: str | None, exc: Exception) -> Failure:
+    where = f"{entity} {slice_key}" if slice_key else entity
     # safe_message: no row values, statements or credentials reach the event log or the UI.
     return Failure(
-        description=f"{entity} {slice_key} {stage}: {safe_message(exc)}",
-        metadata={"entity": entity, "slice": slice_key, "stage": stage,
+        description=f"{where} {stage}: {safe_message(exc)}",
+        metadata={"entity": entity, "slice": slice_key or "", "stage": stage,
                   "error": type(exc).__name__},
     )
 
 
-def _run_stage(
-    context: OpExecutionContext,
-    ent: EntityAsset,
-    stage: str,
-    slices: list[str],
-    step: Callable[[Runtime, str], Batch],
-) -> Slices:
-    resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
-    out: Slices = {}
-    with resource.runtime() as rt:
-        for key in slices:
-            try:
-                with log_context(run_id=context.run_id, batch_id=context.run_id,
-                                 entity=ent.name, slice=key):
-                    batch = step(rt, key)
-            except Exception as exc:
-                raise _fail(ent.name, stage, key, exc) from None
-            out[key] = batch
-            with log_context(entity=ent.name, slice=key):
-                context.log.info(
-                    f"{ent.name} {key} {stage}: "
-                    + ", ".join(f"{n}={t.num_rows}" for n, t in batch.tables.items())
-                )
-    return out
-
-
-def _sum_counts(all_counts: list[SyncCounts]) -> SyncCounts:
-    total = SyncCounts()
-    for c in all_counts:
-        total.add(c)
-    total.paused = any(c.paused for c in all_counts)
-    return total
-
-
 def counts_metadata(counts: SyncCounts) -> dict[str, Any]:
-    """Materialization metadata for a sync's counts and per-stage durations (seconds)."""
+    """Materialization metadata for one slice's counts and per-stage durations (seconds)."""
     meta: dict[str, Any] = {name: getattr(counts, name) for name in COUNT_FIELDS}
     meta["paused"] = counts.paused
     for stage, secs in counts.durations.items():
@@ -114,6 +81,7 @@ def _target_metadata(rt: Runtime, table: str) -> dict[str, Any]:
     meta: dict[str, Any] = {"target_table": table}
     if not target.table_exists(table):
         return meta  # nothing loaded yet (e.g. every row is waiting for its parent)
+    # The whole table's rows (all slices); the slice's own rows are `fetched` & co.
     meta["dagster/row_count"] = int(target.row_count(table))
     schema = target.arrow_schema(table)
     meta["dagster/column_schema"] = TableSchema(
@@ -122,70 +90,107 @@ def _target_metadata(rt: Runtime, table: str) -> dict[str, Any]:
     return meta
 
 
+def _chunk_logger(context: OpExecutionContext, entity: str, key: str) -> Callable[[SyncCounts],
+                                                                                   None]:
+    chunks = [0]
+
+    def log(counts: SyncCounts) -> None:
+        chunks[0] += 1
+        with log_context(chunk=chunks[0]):
+            context.log.info(
+                f"{entity} {key} chunk {chunks[0]}: fetched={counts.fetched} "
+                f"inserted={counts.inserted} updated={counts.updated} "
+                f"unchanged={counts.unchanged} deleted={counts.deleted} "
+                f"rejected={counts.rejected} pending={counts.pending}; cursor committed"
+                + (" (slice done)" if counts.complete else "")
+            )
+
+    return log
+
+
 def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
     """The six ops of one entity, named ``<entity>__<stage>``."""
     name = ent.name
     tags = {ENTITY_TAG: name}
     common: dict[str, Any] = {"required_resource_keys": {RESOURCE_KEY}}
-    batches_in = In(dagster_type=dict)
-    batches_out = Out(dagster_type=dict, io_manager_key=BATCH_IO_MANAGER_KEY)
+    stream_in = In(dagster_type=ChunkStream)
+    stream_out = Out(dagster_type=ChunkStream, io_manager_key=STREAM_IO_MANAGER_KEY)
 
-    @op(name=ent.op_name("extract"), ins={"after": In(Nothing)}, out=batches_out,
-        pool=ERP_POOL, tags={**tags, "syncflow/stage": "extract"}, **common,
-        description=f"Read each slice of {name} from the source (after its cursor).")
-    def extract_op(context: OpExecutionContext) -> Slices:
-        should_stop = window_stop(context)
-        return _run_stage(context, ent, "extract", _partition_keys(context),
-                          lambda rt, key: pipeline.extract(rt, name, key, should_stop=should_stop))
+    def checked(context: OpExecutionContext, stage: str, check: Callable[[Runtime], str]) -> None:
+        resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
+        try:
+            with resource.runtime() as rt, log_context(run_id=context.run_id,
+                                                       batch_id=context.run_id, entity=name):
+                context.log.info(f"{name} {stage}: {check(rt)}")
+        except Exception as exc:
+            raise _fail(name, stage, None, exc) from None
 
-    def simple(stage: str, fn: Callable[[Runtime, str, str, Batch], Batch], doc: str) -> Any:
-        @op(name=ent.op_name(stage), ins={"batches": batches_in}, out=batches_out,
+    @op(name=ent.op_name("extract"), ins={"after": In(Nothing)}, out=stream_out,
+        tags={**tags, "syncflow/stage": "extract"}, **common,
+        description=f"Plan the read of each slice of {name} from its committed cursor.")
+    def extract_op(context: OpExecutionContext) -> ChunkStream:
+        keys = _partition_keys(context)
+        checked(context, "extract",
+                lambda rt: "; ".join(stream.check_extract(rt, name, keys)))
+        return ChunkStream(name).then("extract")
+
+    def planned(stage: str, check: Callable[[Runtime, str], str], doc: str) -> Any:
+        @op(name=ent.op_name(stage), ins={"stream": stream_in}, out=stream_out,
             tags={**tags, "syncflow/stage": stage}, description=doc, **common)
-        def stage_op(context: OpExecutionContext, batches: Slices) -> Slices:
-            return _run_stage(context, ent, stage, list(batches),
-                              lambda rt, key: fn(rt, name, key, batches[key]))
+        def stage_op(context: OpExecutionContext, stream: ChunkStream) -> ChunkStream:
+            checked(context, stage, lambda rt: check(rt, name))
+            return stream.then(stage)
 
         return stage_op
 
-    normalize_op = simple(
-        "normalize", lambda rt, e, k, b: pipeline.normalize_batch(rt, e, b),
-        f"The five normalization layers over {name}'s rows.")
-    identify_op = simple(
-        "identify", lambda rt, e, k, b: pipeline.identify_batch(rt, e, b),
-        f"Add identity hashes and refs to {name}'s rows.")
-    delta_op = simple(
-        "delta", lambda rt, e, k, b: pipeline.delta_batch(rt, e, k, b),
-        f"Classify {name}'s rows against the target: insert/update/unchanged/delete.")
-    resolve_op = simple(
-        "resolve", lambda rt, e, k, b: pipeline.resolve_batch(rt, e, b),
-        f"Hold back {name} rows whose parent is missing.")
+    normalize_op = planned("normalize", stream.check_normalize,
+                           f"The five normalization layers over each chunk of {name}.")
+    identify_op = planned("identify", stream.check_identify,
+                          f"Identity hashes and refs for each chunk of {name}.")
+    delta_op = planned("delta", stream.check_delta,
+                       f"Classify each chunk of {name} against the target.")
+    resolve_op = planned("resolve", stream.check_resolve,
+                         f"Hold back {name} rows whose parent is missing.")
 
-    @op(name=ent.op_name("load"), ins={"batches": batches_in}, out=Out(Nothing),
-        tags={**tags, "syncflow/stage": "load"}, description=f"Write {name}'s changes.",
-        **common)
-    def load_op(context: OpExecutionContext, batches: Slices) -> None:
+    @op(name=ent.op_name("load"), ins={"stream": stream_in}, out=Out(Nothing), pool=ERP_POOL,
+        tags={**tags, "syncflow/stage": "load"}, **common,
+        description=f"Stream each slice of {name} chunk by chunk through the stages and write "
+        "its changes, committing the cursor per chunk.")
+    def load_op(context: OpExecutionContext, stream: ChunkStream) -> None:
+        if not stream.ready:
+            raise Failure(description=f"{name}: stream planned only {list(stream.stages)}")
         resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
         should_stop = window_stop(context)
-        all_counts: list[SyncCounts] = []
+        keys = _partition_keys(context)
+        # Per-partition metadata lives on the step context (OpExecutionContext lacks it).
+        step = context.get_step_execution_context()
+        done: list[str] = []
         with resource.runtime() as rt:
-            for key, batch in batches.items():
-                with log_context(run_id=context.run_id, batch_id=context.run_id, entity=name,
-                                 slice=key):
-                    try:
-                        counts = pipeline.load_batch(rt, name, key, batch, context.run_id,
-                                                     should_stop)
-                    except Exception as exc:
-                        raise _fail(name, "load", key, exc) from None
-                    all_counts.append(counts)
-                    context.log.info(f"{name} {key} load: {counts.as_dict()}")
+            for key in keys:
+                try:
+                    with log_context(run_id=context.run_id, batch_id=context.run_id,
+                                     entity=name, slice=key):
+                        counts = pipeline.sync_slice(
+                            rt, name, key, context.run_id, should_stop,
+                            after_chunk=_chunk_logger(context, name, key),
+                        )
+                except Exception as exc:
+                    raise _fail(name, "load", key, exc) from None
+                done.append(key)
+                meta = counts_metadata(counts)
+                meta["slice"] = key
+                if len(keys) == 1:
+                    context.add_output_metadata(meta)
+                else:  # each slice's materialization gets its own counts
+                    step.add_asset_metadata(meta, partition_key=key)
                 if counts.paused:
                     mark_paused(context, key)
                     break  # window closed: the remaining slices wait for the next night
-            total = _sum_counts(all_counts)
-            meta = counts_metadata(total)
-            meta["slices"] = ", ".join(batches) if batches else ""
-            meta.update(_target_metadata(rt, target_table))
-        context.add_output_metadata(meta)
+            target_meta = _target_metadata(rt, target_table)
+        if len(keys) == 1:
+            context.add_output_metadata(target_meta)
+        else:
+            step.add_asset_metadata({**target_meta, "slices_synced": ", ".join(done)})
 
     return {
         "extract": extract_op, "normalize": normalize_op, "identify": identify_op,

@@ -206,7 +206,19 @@ def drop_indexes(dbapi_conn: Any, table: str, schema: str | None = None) -> list
     The definitions are PostgreSQL's own (`pg_get_indexdef`), so `recreate_indexes` rebuilds
     exactly what was there, including indexes someone added by hand.
     """
-    rows = dbapi_conn.execute(
+    rows = _plain_indexes(dbapi_conn, table, schema)
+    for nsp, idx, _ in rows:
+        dbapi_conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(nsp, idx)))
+    return [r[2] for r in rows]
+
+
+def has_plain_indexes(dbapi_conn: Any, table: str, schema: str | None = None) -> bool:
+    """True when ``table`` has an index that backs no constraint (what `drop_indexes` drops)."""
+    return bool(_plain_indexes(dbapi_conn, table, schema))
+
+
+def _plain_indexes(dbapi_conn: Any, table: str, schema: str | None) -> list[tuple[str, str, str]]:
+    return dbapi_conn.execute(  # type: ignore[no-any-return]
         "SELECT n.nspname, c.relname, pg_get_indexdef(i.indexrelid) "
         "FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
         "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -215,9 +227,6 @@ def drop_indexes(dbapi_conn: Any, table: str, schema: str | None = None) -> list
         "ORDER BY c.relname",
         (_qualified(table, schema).as_string(dbapi_conn),),
     ).fetchall()
-    for nsp, idx, _ in rows:
-        dbapi_conn.execute(sql.SQL("DROP INDEX {}").format(sql.Identifier(nsp, idx)))
-    return [r[2] for r in rows]
 
 
 def unique_index_on(

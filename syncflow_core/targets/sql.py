@@ -232,6 +232,9 @@ class SqlTarget:
         self._types: dict[str, dict[str, ColumnType]] = {}
         self._adbc: Any = None
         self._adbc_lock = threading.Lock()  # reads may open it from two threads at once
+        # Tables in a streamed first load: name -> index definitions dropped for it (None
+        # until the first bulk write drops them). See `begin_bulk`.
+        self._bulk: dict[str, list[str] | None] = {}
 
     # ------------------------------------------------------------------ plumbing
 
@@ -636,6 +639,55 @@ class SqlTarget:
         with self.engine.connect() as conn:
             return not conn.execute(q).scalar_one()
 
+    # ------------------------------------------------------------------ streamed first load
+
+    def begin_bulk(self, name: str) -> bool:
+        """Start a streamed first load of ``name`` when it is empty (or absent) on PostgreSQL.
+
+        Until `end_bulk`, every `write` with ``bulk=True`` COPYs its rows straight into the
+        table with its indexes dropped (dropped by the first such write, once the table
+        exists); `end_bulk` builds them once. The caller guarantees what makes that safe: it
+        is the table's only writer (one run per entity), its chunks' keys are disjoint, and it
+        knows nothing is stored (so it skips identity reads). Returns False where no bulk
+        load applies (SQLite, a table with rows): writes then take their usual routes.
+        """
+        if self.dialect != "postgresql" or not self.is_empty(name):
+            return False
+        self._bulk[name] = None
+        return True
+
+    def end_bulk(self, name: str) -> None:
+        """Rebuild the indexes a streamed first load dropped (once, for all its chunks)."""
+        definitions = self._bulk.pop(name, None)
+        if not definitions:
+            return
+        with self.engine.begin() as conn:
+            raw = conn.connection.driver_connection
+            # The indexes went in one transaction with the first bulk chunk: if that chunk
+            # failed, the drop was rolled back with it and they are all still there.
+            if not pg_copy.has_plain_indexes(raw, name, self.schema):
+                pg_copy.recreate_indexes(raw, definitions)
+
+    def ensure_indexes(self, name: str, key_fields: Sequence[str]) -> list[str]:
+        """Recreate SyncFlow's own indexes of ``name`` if missing; return those recreated.
+
+        A run killed during a streamed first load leaves its table without indexes (they are
+        built at the end); the next sync calls this before it reads or writes the table.
+        """
+        cols = self._require(name)
+        table = self._table(name, cols)
+        wanted = [
+            sa.Index(_index_name(name, "bkh_uq"), table.c[KEY_HASH], unique=True),
+            sa.Index(_index_name(name, "bk_ix"), *[table.c[k] for k in key_fields]),
+        ]
+        have = {i["name"] for i in sa.inspect(self.engine).get_indexes(name, schema=self.schema)}
+        missing = [i for i in wanted if i.name not in have]
+        if missing:
+            with self.engine.begin() as conn:
+                for index in missing:
+                    conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))
+        return [str(i.name) for i in missing]
+
     def unique_key_index(self, name: str) -> str | None:
         """The valid unique index on exactly `_bridge_key_hash`, if the database has one.
 
@@ -711,6 +763,7 @@ class SqlTarget:
         conn: sa.Connection | None = None,
         *,
         insert_mask: pa.Array | pa.ChunkedArray | None = None,
+        bulk: bool = False,
     ) -> WriteCounts:
         """Insert/update ``upserts`` and soft-delete the ``deletes`` key hashes.
 
@@ -722,6 +775,9 @@ class SqlTarget:
         caller believes no row with that key is stored (the delta's inserts). PostgreSQL COPYs
         those rows straight into the table; should one exist after all, they take the
         update path instead, so a wrong hint costs time, never correctness.
+
+        ``bulk=True`` (inside `begin_bulk` ... `end_bulk`): every row is new; COPY them straight
+        into the table, its indexes dropped by the first such write.
         """
         if synced_at.tzinfo is None:
             raise ValueError("synced_at must be timezone-aware (UTC)")
@@ -737,7 +793,13 @@ class SqlTarget:
         table = self._table(name, cols)
         upserted = deleted = 0
         with self._tx(conn) as c:
-            if data.num_rows:
+            if data.num_rows and bulk and name in self._bulk:
+                raw = c.connection.driver_connection
+                if self._bulk[name] is None:
+                    self._bulk[name] = pg_copy.drop_indexes(raw, name, self.schema)
+                self._copy_rows(raw, name, data, batch_id, synced_at)
+                upserted = data.num_rows
+            elif data.num_rows:
                 if self.dialect == "postgresql":
                     upserted = self._upsert_pg(
                         c, name, table, data, batch_id, synced_at, insert_mask

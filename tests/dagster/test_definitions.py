@@ -59,10 +59,10 @@ def test_each_asset_is_a_graph_of_the_six_stage_ops(defs: Definitions,
                 f"{name}__{downstream}")
             assert {o.node_name for outs in deps.values() for o in outs} == {
                 f"{name}__{upstream}"}
-        extract = node.node_named(f"{name}__extract").definition
-        assert isinstance(extract, OpDefinition)
-        assert extract.pool == ERP_POOL
+        # The load op drives the chunk stream, so it is the one that reads the ERP.
         load = node.node_named(f"{name}__load").definition
+        assert isinstance(load, OpDefinition)
+        assert load.pool == ERP_POOL
         assert load.tags[ENTITY_TAG] == name
 
 

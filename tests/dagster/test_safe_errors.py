@@ -22,7 +22,6 @@ import sqlalchemy as sa
 from syncflow_core import pipeline
 from syncflow_core.config import load_config
 from syncflow_core.runtime import Runtime
-from syncflow_dagster.definitions import BATCH_DIR_ENV
 from syncflow_dagster.resources import CONFIG_ENV, default_config_path
 
 pytestmark = [pytest.mark.dagster, pytest.mark.postgres, pytest.mark.slow]
@@ -54,10 +53,7 @@ def test_failed_runs_leak_no_row_value_and_no_password(tmp_path: Path, pg_url: s
     shutil.copy(Path(__file__).parents[2] / "syncflow_dagster" / "dagster.yaml", home)
     env = {**os.environ, "DAGSTER_HOME": str(home), CONFIG_ENV: default_config_path(),
            "SYNCFLOW_ERP_URL": f"sqlite:///{erp}", "SYNCFLOW_TARGET_URL": pg_url,
-           "SYNCFLOW_STATE_URL": pg_url,
-           # Stage outputs (row data by design) live apart: DAGSTER_HOME then holds only what
-           # Dagster keeps about runs (run and event-log databases, compute logs).
-           BATCH_DIR_ENV: str(tmp_path / "batches")}
+           "SYNCFLOW_STATE_URL": pg_url}
     # The first load (through the core: quicker than a third CLI run).
     with Runtime.open(load_config(default_config_path()), env) as rt:
         pipeline.sync_slice(rt, "customers", "slice-01", "initial")

@@ -89,11 +89,17 @@ def test_cursor_lifecycle_running_paused_done(store: StateStore) -> None:
     cur = store.get_cursor("orders", "slice-01")
     assert cur is not None and cur.status == "paused" and cur.last_key == ("SO-1000",)
     store.save_cursor("orders", "slice-01", ("SO-2000",), rows_done=2000, run_id="r2")
-    store.finish_slice("orders", "slice-01", run_id="r2", rows_done=2500)
+    cur = store.get_cursor("orders", "slice-01")
+    assert cur is not None and cur.rows_done == 3000  # the pass's rows add up over chunks
+    store.finish_slice("orders", "slice-01", run_id="r2", rows_done=500)
     cur = store.get_cursor("orders", "slice-01")
     assert cur is not None
     assert (cur.status, cur.pass_no, cur.last_key, cur.rows_done, cur.run_id) == (
-        "done", 2, None, 2500, "r2")
+        "done", 2, None, 3500, "r2")
+    # The next pass counts from its own first chunk.
+    store.save_cursor("orders", "slice-01", ("SO-0100",), rows_done=100, run_id="r3")
+    cur = store.get_cursor("orders", "slice-01")
+    assert cur is not None and (cur.rows_done, cur.pass_no) == (100, 2)
     assert cur.updated_at.tzinfo is not None
     # A slice finished in a single chunk (no cursor yet) is recorded too.
     store.finish_slice("orders", "slice-02", run_id="r3")
