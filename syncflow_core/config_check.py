@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncflow_core.batch import Batch
-from syncflow_core.identity import KEY_HASH
+from syncflow_core.identity import KEY_HASH, REF
 from syncflow_core.normalize.plan import parse_declared_type
 from syncflow_core.pipeline import _source_keys, prepare_batch
 from syncflow_core.redaction import safe_message
@@ -86,15 +86,19 @@ def check_config(rt: Runtime, sample_rows: int = 10_000) -> list[Finding]:
             theirs = parse_declared_type(types.get(column, "")) if types.get(column) else None
             # Text columns are what the declared types are for (parsing): only a typed source
             # column of another kind is worth a word.
-            if theirs is not None and theirs[0] not in ("string", "char") and theirs[0] != mine[0]:
+            kinds = {theirs[0], mine[0]} if theirs is not None else set()
+            if (theirs is not None and theirs[0] not in ("string", "char")
+                    and len(kinds) > 1 and kinds != {"timestamp", "date"}):  # DATE: either
                 out.append(Finding(name, "warning", f"{f}: entity '{name}': fields.{column}.type: "
                                    f"declared {opts.type!r} ({mine[0]}), the source says "
                                    f"{types[column]!r} ({theirs[0]})"))
         if rows.num_rows:
-            dups = rows.num_rows - len(pc.unique(rows.column(KEY_HASH)))
-            if dups:
+            counts = rows.group_by(KEY_HASH).aggregate([(REF, "min"), (REF, "count")])
+            dup = counts.filter(pc.greater(counts.column(f"{REF}_count"), 1))
+            if dup.num_rows:
                 out.append(Finding(name, "error", f"{f}: entity '{name}': business_key_fields: "
-                                   f"{dups} duplicate key(s) in a sample of {rows.num_rows} rows"))
+                                   f"{dup.num_rows} key(s) occur more than once in a sample of "
+                                   f"{rows.num_rows} rows, e.g. {dup.column(f'{REF}_min')[0]}"))
     for name, ent in rt.config.entities.items():
         for i, ref in enumerate(ent.parent_refs):
             child, parent = samples.get(name), samples.get(ref.entity)
