@@ -51,9 +51,18 @@ class Context:
         return load_syncflow_config(self.config_path)
 
     @contextmanager
-    def runtime(self, *, migrate: bool = False) -> Iterator[Runtime]:
-        """A core runtime; read-only commands never migrate the state store."""
+    def runtime(self, *, migrate: bool = False, at_head: bool = True) -> Iterator[Runtime]:
+        """A core runtime; read-only commands never migrate the state store, and (``at_head``)
+        refuse one that is not at head with a message saying what to run."""
         with Runtime.open(self.config, os.environ, migrate=migrate) as rt:
+            if not migrate and at_head:
+                from syncflow_core.errors import StateStoreError
+                from syncflow_core.state.store import StateStore
+
+                at, head = rt.state.revision(), StateStore.head_revision()
+                if at != head:
+                    raise StateStoreError(f"state store at revision {at or 'none'}, head is "
+                                          f"{head}: run `syncflow migrate`")
             yield rt
 
     def entity(self, name: str) -> str:
@@ -385,7 +394,7 @@ def health(ctx: Context) -> int:
     """Source(s), target, state store and Dagster instance reachable; migrations at head."""
     from syncflow_core.health import HealthCheck, check_health
 
-    with ctx.runtime() as rt:
+    with ctx.runtime(at_head=False) as rt:
         checks = check_health(rt)
     checks.append(_dagster_health(HealthCheck))
     data = {"ok": all(c.ok for c in checks), "checks": [c.as_dict() for c in checks]}
@@ -413,7 +422,7 @@ def migrate(ctx: Context) -> int:
     """Upgrade the state store to the newest migration (runs also do this on first use)."""
     from syncflow_core.state.store import StateStore
 
-    with ctx.runtime() as rt:
+    with ctx.runtime(at_head=False) as rt:
         before = rt.state.revision()
         rt.state.upgrade()
         after = rt.state.revision()
@@ -430,7 +439,7 @@ def config_check(ctx: Context, sample: int) -> int:
     sample, parent/child key types."""
     from syncflow_core.config_check import check_config
 
-    with ctx.runtime() as rt:
+    with ctx.runtime(at_head=False) as rt:
         findings = check_config(rt, sample)
     data = [f.as_dict() for f in findings]
     ctx.emit(data, lambda: [f"{f.level:<7} {f.entity:<12} {f.message}" for f in findings])
