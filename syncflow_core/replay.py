@@ -1,8 +1,8 @@
 """Replay open failed records through the current config, after the source or config is fixed.
 
 For each record the row is read afresh from the source by its business key (when the stored
-raw row holds the key and the source can read by key, `SqlSource.read_keys`); otherwise the
-stored raw row itself is replayed. The rows then take the sync's stages (normalize, identify,
+raw row holds the key and the source can read by key, `SqlSource.read_rows_by_key`); otherwise
+the stored raw row itself is replayed. The rows then take the sync's stages (normalize, identify,
 classify against the stored row of the same key, parents) and load like a sync's. A record is
 closed (status ``replayed``) when its row loads, is found unchanged, waits for a parent in
 ``pending_children``, is now recorded by a newer failed record, or is gone from the source;
@@ -113,15 +113,15 @@ def _replay_entity(
     source_types = source.columns(ent.source)
     raws = [json.loads(r["raw_row"]) for r in records]
     keys = [_record_key(ent, raw) for raw in raws]
-    read_keys = getattr(source, "read_keys", None)
-    fresh_idx = [i for i, k in enumerate(keys) if k is not None] if read_keys else []
+    read_by_key = getattr(source, "read_rows_by_key", None)
+    fresh_idx = [i for i, k in enumerate(keys) if k is not None] if read_by_key else []
     stored_idx = [i for i in range(len(records)) if i not in set(fresh_idx)]
     parts: list[pa.Table] = []
     owners: list[list[int]] = []  # per replayed row: the records it answers
     gone: list[int] = []
     if fresh_idx:
         wanted = list({_key_text(keys[i] or ()): keys[i] for i in fresh_idx}.values())
-        fresh = read_keys(ent.source, _source_keys(ent), wanted)  # type: ignore[misc]
+        fresh = read_by_key(ent.source, _source_keys(ent), wanted)  # type: ignore[misc]
         by_key: dict[str, list[int]] = defaultdict(list)
         for i in fresh_idx:
             by_key[_key_text(keys[i] or ())].append(i)

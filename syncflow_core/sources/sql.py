@@ -375,7 +375,7 @@ class SqlSource:
         for start in range(0, result.num_rows, chunk_size):
             yield result.slice(start, chunk_size)
 
-    def read_keys(
+    def read_rows_by_key(
         self, ref: SourceRef, key_fields: Sequence[str], keys: Sequence[KeyTuple]
     ) -> pa.Table:
         """The rows whose key is one of ``keys`` (a fresh read of a few rows, e.g. a replay)."""
