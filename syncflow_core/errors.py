@@ -42,6 +42,15 @@ class DatabaseError(SyncFlowError):
         self.driver_error = driver_error
         """The driver's exception class name, e.g. ``CheckViolation``."""
 
+    @property
+    def transient(self) -> bool:
+        """True when the same work may succeed later: connection lost or refused, deadlock or
+        serialization failure, resources exhausted, server shutting down, lock not available.
+        False for what retrying cannot fix (a constraint, a type, a missing table)."""
+        if self.sqlstate:
+            return self.sqlstate[:2] in ("08", "40", "53", "57") or self.sqlstate == "55P03"
+        return self.driver_error in ("OperationalError", "InterfaceError")
+
 
 class SourceDatabaseError(SourceError, DatabaseError):
     """The source database failed (connection, query)."""
