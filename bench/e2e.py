@@ -90,9 +90,12 @@ def _change_source(pg: PgCluster, db: str) -> int:
         return conn.execute(CHANGE).rowcount
 
 
-def _config(chunk_size: int | None = None) -> Any:
-    """The bench entity: one slice, the config defaults unless ``chunk_size`` is given."""
-    tuning = {} if chunk_size is None else {"chunk_size": chunk_size}
+def _config(chunk_size: int | None = None, slices: int | None = 1) -> Any:
+    """The bench entity: ``slices`` slices (None: the default, one per night of a pass), the
+    config defaults unless ``chunk_size`` is given."""
+    tuning: dict[str, int] = {} if chunk_size is None else {"chunk_size": chunk_size}
+    if slices is not None:
+        tuning["slices"] = slices
     return parse_config(
         {
             "sources": {"erp": {"kind": "sql", "url_env": "BENCH_ERP_URL"}},
@@ -102,7 +105,6 @@ def _config(chunk_size: int | None = None) -> Any:
                     "source": {"table": "order_lines"},
                     "business_key_fields": ["order_no", "line_no"],
                     "delta_strategy": "hash",
-                    "slices": 1,
                     **tuning,
                     "fields": {
                         "qty": {"type": "NUMBER(12,2)", "locale": "en_US"},

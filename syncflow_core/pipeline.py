@@ -179,9 +179,11 @@ def ensure_slice_plan(rt: Runtime, entity: str, *, save: bool = True) -> list[Sl
     ent = rt.entity(entity)
     plan = rt.state.get_slice_plan(entity)
     if plan is None or len(plan) != ent.slice_count:
-        plan = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
-        if save:
-            rt.state.save_slice_plan(entity, plan)
+        planned = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
+        if not save:
+            return planned  # a dry run: the plan stays in memory
+        # Two slices' first runs may plan at once: the first plan stored wins for both.
+        plan = rt.state.claim_slice_plan(entity, planned)
     return plan
 
 

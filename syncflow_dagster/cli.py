@@ -25,7 +25,12 @@ import click
 from syncflow_core.config import SyncFlowConfig
 from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
-from syncflow_dagster.resources import CONFIG_ENV, load_syncflow_config
+from syncflow_dagster.resources import (
+    CONFIG_ENV,
+    DEMO_CONFIG,
+    demo_config_path,
+    load_syncflow_config,
+)
 
 __all__ = ["EXIT_CHECK_FAILED", "EXIT_ERROR", "EXIT_NOT_FOUND", "main"]
 
@@ -48,7 +53,8 @@ class Context:
     @functools.cached_property
     def config(self) -> SyncFlowConfig:
         """The validated syncflow.yaml."""
-        return load_syncflow_config(self.config_path)
+        path = self.config_path
+        return load_syncflow_config(demo_config_path() if path == DEMO_CONFIG else path)
 
     @contextmanager
     def runtime(self, *, migrate: bool = False, at_head: bool = True) -> Iterator[Runtime]:

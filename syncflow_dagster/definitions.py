@@ -13,6 +13,7 @@ from syncflow_dagster.assets import build_entity_assets
 from syncflow_dagster.checks import build_all_checks
 from syncflow_dagster.io_manager import StreamIOManager
 from syncflow_dagster.ops import RESOURCE_KEY, STREAM_IO_MANAGER_KEY
+from syncflow_dagster.pools import build_pool_sensor
 from syncflow_dagster.resources import SyncFlowResource, load_syncflow_config
 from syncflow_dagster.schedules import build_schedules
 from syncflow_dagster.sensors import build_resolution_jobs, build_sensors
@@ -34,7 +35,7 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
         # the resolution jobs (the same objects, so no duplicate definitions).
         jobs=list(resolution_jobs.values()),
         schedules=build_schedules(config),
-        sensors=build_sensors(config, resolution_jobs),
+        sensors=[*build_sensors(config, resolution_jobs), build_pool_sensor(config)],
         resources={
             RESOURCE_KEY: SyncFlowResource(config_path=config_path),
             STREAM_IO_MANAGER_KEY: StreamIOManager(),

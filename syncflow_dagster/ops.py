@@ -22,7 +22,7 @@ from syncflow_core.runtime import Runtime
 from syncflow_core.stream import STAGES, ChunkStream
 from syncflow_dagster.background import mark_paused, window_stop
 from syncflow_dagster.resources import SyncFlowResource
-from syncflow_dagster.translation import ENTITY_TAG, EntityAsset
+from syncflow_dagster.translation import ENTITY_TAG, EntityAsset, entity_pool
 
 __all__ = [
     "COUNT_FIELDS",
@@ -38,7 +38,10 @@ __all__ = [
 RESOURCE_KEY = "syncflow"
 STREAM_IO_MANAGER_KEY = "syncflow_streams"
 ERP_POOL = "erp_source"
-"""Concurrency pool of the op that reads the ERP (protects it from too many readers)."""
+"""Pool bounding how many runs read the ERP at once (on the extract op: with pools at run
+granularity every run holds each of its ops' pools from launch to end). The other ops are in
+the entity's pool (`translation.entity_pool`), the load op above all: a re-execution of the
+load alone still holds its entity."""
 COUNT_FIELDS = ("fetched", "rejected", "rejected_new", "inserted", "updated", "unchanged",
                 "deleted", "pending", "resolved", "superseded", "parent_missing")
 """SyncCounts fields recorded as materialization metadata (the UI plots them over time)."""
@@ -126,7 +129,7 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
             raise _fail(name, stage, None, exc) from None
 
     @op(name=ent.op_name("extract"), ins={"after": In(Nothing)}, out=stream_out,
-        tags={**tags, "syncflow/stage": "extract"}, **common,
+        pool=ERP_POOL, tags={**tags, "syncflow/stage": "extract"}, **common,
         description=f"Plan the read of each slice of {name} from its committed cursor.")
     def extract_op(context: OpExecutionContext) -> ChunkStream:
         keys = _partition_keys(context)
@@ -136,7 +139,8 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
 
     def planned(stage: str, check: Callable[[Runtime, str], str], doc: str) -> Any:
         @op(name=ent.op_name(stage), ins={"stream": stream_in}, out=stream_out,
-            tags={**tags, "syncflow/stage": stage}, description=doc, **common)
+            pool=entity_pool(name), tags={**tags, "syncflow/stage": stage}, description=doc,
+            **common)
         def stage_op(context: OpExecutionContext, stream: ChunkStream) -> ChunkStream:
             checked(context, stage, lambda rt: check(rt, name))
             return stream.then(stage)
@@ -152,7 +156,8 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
     resolve_op = planned("resolve", stream.check_resolve,
                          f"Hold back {name} rows whose parent is missing.")
 
-    @op(name=ent.op_name("load"), ins={"stream": stream_in}, out=Out(Nothing), pool=ERP_POOL,
+    @op(name=ent.op_name("load"), ins={"stream": stream_in}, out=Out(Nothing),
+        pool=entity_pool(name),
         tags={**tags, "syncflow/stage": "load"}, **common,
         description=f"Stream each slice of {name} chunk by chunk through the stages and write "
         "its changes, committing the cursor per chunk.")

@@ -13,27 +13,61 @@ from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 
-from dagster import ConfigurableResource
-from pydantic import Field
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import Field, PrivateAttr
 
 from syncflow_core.config import SyncFlowConfig, load_config
 from syncflow_core.errors import ConfigError
 from syncflow_core.runtime import Runtime
 
-__all__ = ["CONFIG_ENV", "SyncFlowResource", "default_config_path", "load_syncflow_config"]
+__all__ = [
+    "CONFIG_ENV",
+    "DEMO_CONFIG",
+    "REQUIRE_CONFIG_ENV",
+    "SyncFlowResource",
+    "default_config_path",
+    "demo_config_path",
+    "load_syncflow_config",
+]
 
 CONFIG_ENV = "SYNCFLOW_CONFIG"
 """Environment variable naming the syncflow.yaml to serve."""
+DEMO_CONFIG = "demo"
+"""``SYNCFLOW_CONFIG=demo`` asks for the bundled demo config explicitly."""
+REQUIRE_CONFIG_ENV = "SYNCFLOW_REQUIRE_CONFIG"
+"""Set (to 1) in the image: an unset SYNCFLOW_CONFIG is then an error, not the demo config."""
 
 
-def default_config_path() -> str:
-    """``$SYNCFLOW_CONFIG``, else the bundled demo config."""
-    env = os.environ.get(CONFIG_ENV)
-    if env:
-        return env
+def demo_config_path() -> str:
+    """The bundled demo config (what ``dagster dev`` in a checkout and the demo serve)."""
     import syncflow_core
 
     return str(Path(syncflow_core.__file__).parent / "demo" / "syncflow.yaml")
+
+
+def _required() -> bool:
+    return os.environ.get(REQUIRE_CONFIG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def default_config_path() -> str:
+    """``$SYNCFLOW_CONFIG`` (``demo`` names the bundled demo config); unset, the demo config.
+
+    Where ``$SYNCFLOW_REQUIRE_CONFIG`` is set (the image sets it), an unset ``SYNCFLOW_CONFIG``
+    is a `ConfigError` instead: a production deployment must not sync the demo config by
+    accident.
+    """
+    env = os.environ.get(CONFIG_ENV, "").strip()
+    if env == DEMO_CONFIG:
+        return demo_config_path()
+    if env:
+        return env
+    if _required():
+        raise ConfigError(
+            f"{CONFIG_ENV} is not set: this deployment requires your own syncflow.yaml "
+            f"({REQUIRE_CONFIG_ENV} is set). Set {CONFIG_ENV} to its path, e.g. a mounted "
+            f"ConfigMap, or {CONFIG_ENV}={DEMO_CONFIG} to serve the bundled demo config."
+        )
+    return demo_config_path()
 
 
 @cache
@@ -44,6 +78,8 @@ def _load(path: str, mtime_ns: int) -> SyncFlowConfig:
 def load_syncflow_config(path: str | None = None) -> SyncFlowConfig:
     """Load (and cache until the file changes) the config at ``path`` or the default one."""
     p = path or default_config_path()
+    if p == DEMO_CONFIG:
+        p = demo_config_path()
     try:
         mtime = Path(p).stat().st_mtime_ns
     except FileNotFoundError:
@@ -59,7 +95,9 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
     """
 
     config_path: str | None = Field(
-        default=None, description=f"syncflow.yaml path; default ${CONFIG_ENV} or the demo config."
+        default=None,
+        description=f"syncflow.yaml path ('{DEMO_CONFIG}': the bundled demo); "
+        f"default ${CONFIG_ENV}.",
     )
     erp_url: str | None = Field(
         default=None, description="URL of the source connection named 'erp' (use an EnvVar)."
@@ -92,9 +130,28 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
             env[env_name] = value
         return env
 
+    _run_runtime: Runtime | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        """Open one `Runtime` for the run: its steps run one after another in this process
+        (in-process executor), so they share connections, the state store's migration check
+        and the source's reflected columns instead of each opening its own."""
+        cfg = self.load_config()
+        self._run_runtime = Runtime.open(cfg, self.environment(cfg))
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        """Close the run's `Runtime`."""
+        if self._run_runtime is not None:
+            self._run_runtime.close()
+            self._run_runtime = None
+
     @contextmanager
     def runtime(self) -> Iterator[Runtime]:
-        """An opened `Runtime`, closed when the block ends (one per op invocation)."""
+        """The run's `Runtime`; outside a run (a schedule or sensor tick), one opened and
+        closed for the block."""
+        if self._run_runtime is not None:
+            yield self._run_runtime
+            return
         cfg = self.load_config()
         rt = Runtime.open(cfg, self.environment(cfg))
         try:

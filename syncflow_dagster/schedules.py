@@ -36,11 +36,13 @@ from syncflow_dagster.background import (
 )
 from syncflow_dagster.jobs import entity_job
 from syncflow_dagster.resources import SyncFlowResource
-from syncflow_dagster.translation import ENTITY_TAG
+from syncflow_dagster.translation import ENTITY_TAG, entity_pool
 
 __all__ = ["build_schedules", "schedule_name"]
 
 PARTITION_TAG = "dagster/partition"
+RANGE_START_TAG = "dagster/asset_partition_range_start"
+RANGE_END_TAG = "dagster/asset_partition_range_end"
 IN_FLIGHT = [
     DagsterRunStatus.QUEUED,
     DagsterRunStatus.NOT_STARTED,
@@ -63,6 +65,28 @@ def _partitions(
         for r in records
         if PARTITION_TAG in r.dagster_run.tags
     }
+
+
+def _in_flight(context: ScheduleEvaluationContext, entity: EntityConfig) -> set[str]:
+    """Slices of the entity that a queued or running run covers, however it was launched.
+
+    UI and backfill runs carry no `syncflow/entity` tag, and backfill runs name their slices
+    as a range: a run is the entity's when its ops hold the entity's pool (or it has the tag).
+    """
+    pool = entity_pool(entity.name)
+    keys = slice_keys(entity.slice_count)
+    out: set[str] = set()
+    for record in context.instance.get_run_records(RunsFilter(statuses=IN_FLIGHT)):
+        run = record.dagster_run
+        pools = run.run_op_concurrency.all_pools if run.run_op_concurrency else None
+        if pool not in (pools or ()) and run.tags.get(ENTITY_TAG) != entity.name:
+            continue
+        if PARTITION_TAG in run.tags:
+            out.add(run.tags[PARTITION_TAG])
+        elif run.tags.get(RANGE_START_TAG) in keys and run.tags.get(RANGE_END_TAG) in keys:
+            first = keys.index(run.tags[RANGE_START_TAG])
+            out.update(keys[first:keys.index(run.tags[RANGE_END_TAG]) + 1])
+    return out
 
 
 def _nights_left(
@@ -102,7 +126,7 @@ def _night_ticks(
             cursor = rt.state.get_cursor(entity.name, key)
             # pass_no is the 1-based pass the slice is in (done bumps it): finished = pass_no - 1.
             completed[key] = 0 if cursor is None else int(cursor.pass_no) - 1
-    in_flight = set(_partitions(context, {ENTITY_TAG: entity.name}, IN_FLIGHT))
+    in_flight = _in_flight(context, entity)
     # Slices that ran tonight, finished or paused: a paused run used tonight's window (the
     # window closed on it), so it counts against tonight's quota and resumes next night.
     finished = set(

@@ -37,7 +37,7 @@ from syncflow_core.log_context import log_context
 from syncflow_core.pipeline import resolve_pending
 from syncflow_core.redaction import safe_message
 from syncflow_dagster.resources import SyncFlowResource
-from syncflow_dagster.translation import ENTITY_TAG, entity_asset
+from syncflow_dagster.translation import ENTITY_TAG, entity_asset, entity_pool
 
 __all__ = [
     "RESOLVE_MODE_TAG",
@@ -70,6 +70,7 @@ def _resolution_job(config: SyncFlowConfig, entity: EntityConfig) -> JobDefiniti
 
     @op(
         name=names.op_name("resolve_pending"),
+        pool=entity_pool(entity.name),  # one run per entity, like the entity's sync runs
         description=f"Load waiting `{entity.name}` children whose parents now exist.",
     )
     def resolve_op(context: OpExecutionContext, syncflow: SyncFlowResource) -> None:

@@ -11,11 +11,31 @@ from dagster import AssetKey
 
 from syncflow_core.config import EntityConfig, SyncFlowConfig
 
-__all__ = ["ENTITY_TAG", "KEY_PREFIX", "EntityAsset", "entity_asset"]
+__all__ = [
+    "ENTITY_POOL_PREFIX",
+    "ENTITY_TAG",
+    "KEY_PREFIX",
+    "EntityAsset",
+    "entity_asset",
+    "entity_pool",
+]
 
 KEY_PREFIX = "erp"
 ENTITY_TAG = "syncflow/entity"
-"""Run tag naming the entity a run syncs; the run queue allows one run per value."""
+"""Run tag naming the entity a run syncs (schedules and sensors set it; a label, not a limit)."""
+ENTITY_POOL_PREFIX = "syncflow_entity_"
+
+
+def entity_pool(entity: str) -> str:
+    """Pool of every op that works on ``entity``'s data, e.g. ``syncflow_entity_orders``.
+
+    The pool, not a run tag, is what keeps one run per entity: a pool is part of the op, so
+    every run of the entity carries it however it was launched (UI, backfill, schedule, sensor,
+    re-execution), and with ``concurrency.pools.granularity: run`` and ``default_limit: 1`` the
+    run queue holds a run until no other run of its entity is in progress (`pools` creates
+    the pools' limits before the first run needs them).
+    """
+    return f"{ENTITY_POOL_PREFIX}{entity}"
 
 
 @dataclass(frozen=True)

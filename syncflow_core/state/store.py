@@ -55,6 +55,8 @@ __all__ = [
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 # Arbitrary constant: serializes concurrent `upgrade()` calls on one PostgreSQL database.
 _MIGRATION_LOCK = 0x5F5F_5359_4E43
+# Arbitrary constant: with hashtext(entity), the advisory lock serializing an entity's planners.
+_PLAN_LOCK_CLASS = 0x5346_504C
 
 Key = tuple[Any, ...]
 CursorStatus = str  # 'running' | 'paused' | 'done'
@@ -315,6 +317,30 @@ class StateStore:
             c.execute(sa.delete(slice_plans).where(slice_plans.c.entity == entity))
             if rows:
                 c.execute(sa.insert(slice_plans), rows)
+
+    def claim_slice_plan(self, entity: str, slices: Sequence[SliceBounds]) -> list[SliceBounds]:
+        """Store ``slices`` as the entity's plan unless a plan with as many slices is already
+        stored; return the plan that is stored now.
+
+        Safe when several runs plan one entity at once (the first runs of two slices): planners
+        are serialized, so the first one's plan wins and every caller gets that plan (no
+        ``uq_sf_slice_plans_entity_slice`` violation). On PostgreSQL a transaction-scoped
+        advisory lock per entity serializes them; on SQLite the database's write lock, taken
+        before the read.
+        """
+        with self.engine.begin() as c:
+            if c.dialect.name == "postgresql":
+                c.execute(sa.select(sa.func.pg_advisory_xact_lock(
+                    _PLAN_LOCK_CLASS, sa.func.hashtext(entity))))
+            else:
+                # A write statement takes SQLite's write lock (waiting out the busy timeout)
+                # even when it matches nothing; reading first could not upgrade safely.
+                c.execute(sa.delete(slice_plans).where(sa.false()))
+            stored = self.get_slice_plan(entity, conn=c)
+            if stored is not None and len(stored) == len(slices):
+                return stored
+            self.save_slice_plan(entity, slices, conn=c)
+        return list(slices)
 
     def get_slice_plan(
         self, entity: str, conn: sa.Connection | None = None

@@ -15,7 +15,7 @@ from syncflow_core.slices import slice_keys
 from syncflow_dagster.definitions import build_definitions
 from syncflow_dagster.jobs import entity_job_name
 from syncflow_dagster.ops import ERP_POOL, STAGES
-from syncflow_dagster.translation import ENTITY_TAG, entity_asset
+from syncflow_dagster.translation import ENTITY_TAG, entity_asset, entity_pool
 
 pytestmark = pytest.mark.dagster
 REPO = Path(__file__).resolve().parents[2]
@@ -59,10 +59,14 @@ def test_each_asset_is_a_graph_of_the_six_stage_ops(defs: Definitions,
                 f"{name}__{downstream}")
             assert {o.node_name for outs in deps.values() for o in outs} == {
                 f"{name}__{upstream}"}
-        # The load op drives the chunk stream, so it is the one that reads the ERP.
+        # One run per entity: every op but extract is in the entity's pool, the writing load
+        # op above all (a re-execution of the load alone still holds the entity); extract puts
+        # each full run in the ERP readers' pool.
+        pools = {stage: node.node_named(f"{name}__{stage}").definition.pool for stage in STAGES}
+        assert pools == {stage: ERP_POOL if stage == "extract" else entity_pool(name)
+                         for stage in STAGES}
         load = node.node_named(f"{name}__load").definition
         assert isinstance(load, OpDefinition)
-        assert load.pool == ERP_POOL
         assert load.tags[ENTITY_TAG] == name
 
 

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance, DagsterRunStatus
+
+from tests.dagster.conftest import DemoEnv
+from tests.dagster.instance_env import production_home
+from tests.pg import PgCluster
 
 pytestmark = pytest.mark.dagster
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 
 
 def _instance(home: Path, config: Path) -> DagsterInstance:
@@ -31,10 +38,12 @@ def test_local_instance_queues_runs_one_per_entity(tmp_path: Path) -> None:
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert type(instance.run_storage).__name__ == "SqliteRunStorage"
         config = instance.get_concurrency_config()
-        limits = config.run_queue_config.tag_concurrency_limits  # type: ignore[union-attr]
-        assert {"key": "syncflow/entity", "value": {"applyLimitPerUniqueValue": True},
-                "limit": 1} in limits
-        assert config.pool_config.default_pool_limit == 2
+        # One run per entity: entity pools at run granularity, one slot unless raised.
+        assert config.pool_config.pool_granularity is not None
+        assert config.pool_config.pool_granularity.value == "run"
+        assert config.pool_config.default_pool_limit == 1
+        assert config.run_queue_config is not None
+        assert config.run_queue_config.should_block_op_concurrency_limited_runs
         assert str(tmp_path / "home") in instance.storage_directory()
     finally:
         instance.dispose()
@@ -57,5 +66,32 @@ def test_production_instance_uses_dagster_postgres_from_env(
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.get_runs() == []
+    finally:
+        instance.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_cli_materialize_on_the_production_instance_succeeds_in_postgres(
+    tmp_path: Path, pg: PgCluster, demo_env: DemoEnv, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # deploy/dagster-postgres.yaml unchanged, only the documented variables set.
+    instance_env = production_home(tmp_path / "home", pg, "dagster_cli_t")
+    env = {**demo_env.env, **instance_env}
+    result = subprocess.run(
+        [str(BIN / "dagster"), "asset", "materialize", "-m", "syncflow_dagster.definitions",
+         "--select", "erp/items", "--partition", "slice-01"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    for key, value in instance_env.items():
+        monkeypatch.setenv(key, value)
+    instance = DagsterInstance.from_config(env["DAGSTER_HOME"])
+    try:
+        assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        (run,) = instance.get_runs()
+        assert run.status == DagsterRunStatus.SUCCESS
+        assert run.tags["dagster/partition"] == "slice-01"
+        assert instance.get_materialized_partitions(AssetKey(["erp", "items"])) == {"slice-01"}
     finally:
         instance.dispose()
