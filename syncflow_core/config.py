@@ -8,6 +8,7 @@ named by environment variable (``url_env``) and resolved at run time.
 
 from __future__ import annotations
 
+import locale as _locale
 import re
 from datetime import time
 from pathlib import Path
@@ -18,6 +19,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from syncflow_core.errors import ConfigError
+from syncflow_core.names import RESERVED_TABLE_PREFIX, check_name, check_table_name
 
 __all__ = [
     "ApiSmithSourceConfig",
@@ -32,18 +34,16 @@ __all__ = [
     "SqlSourceConfig",
     "StoreConfig",
     "SyncFlowConfig",
+    "check_name",
     "check_source_columns",
     "load_config",
     "parse_config",
 ]
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
-# Qualified table names: schema.table, each part an identifier.
-QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}(\.[A-Za-z_][A-Za-z0-9_$]{0,62})?$")
 ENV_NAME = re.compile(r"^[A-Z_][A-Z0-9_]*$")
-
-
 def _identifier(value: str, what: str = "identifier") -> str:
+    # Entity names become Dagster asset keys and job names: those need plain identifiers.
     if not IDENTIFIER.match(value):
         raise ValueError(f"{what} {value!r} is not a valid identifier ([A-Za-z_][A-Za-z0-9_$]*)")
     return value
@@ -61,6 +61,13 @@ class ScheduleConfig(_Strict):
     timezone: str = "UTC"
     days_to_complete: int = Field(7, ge=1, le=366)
     enabled: bool = True
+    retry_attempts: int = Field(4, ge=1, le=20)
+    """Background runs of one slice that may fail in one night before the pass moves on."""
+    retry_backoff_minutes: int = Field(15, ge=1, le=720)
+    """Wait after a slice's first failed run in a night; it doubles after each further one."""
+    stale_run_grace_minutes: int = Field(30, ge=0, le=720)
+    """A background run still in progress this long after its window closed is presumed dead
+    (its worker is gone): the schedule marks it failed and relaunches its slice."""
 
     @field_validator("timezone")
     @classmethod
@@ -94,6 +101,15 @@ class FieldOptions(_Strict):
     empty_is_null: bool | None = None
     """Oracle semantics: '' is NULL. Defaults to the entity's setting."""
     epoch_unit: Literal["s", "ms"] | None = None
+    trim: bool = True
+    """Strip leading/trailing whitespace (Unicode spaces, NBSP, zero-width space, BOM)."""
+    newlines: Literal["space", "keep"] = "space"
+    """``space``: TAB, LF, VT, FF, CR and NEL become a space; ``keep``: they stay."""
+    fix_mojibake: bool = True
+    """Repair UTF-8 read as Latin-1/cp1252 (``MÃ¼nchen`` -> ``München``) with ftfy."""
+    binary: Literal["hex", "text"] = "hex"
+    """Binary columns (BLOB, RAW, BYTEA): ``hex`` = lowercase hex text; ``text`` = the bytes
+    decoded as UTF-8 (JSON or XML payloads); bytes that are not UTF-8 are a failed record."""
 
     @field_validator("timezone")
     @classmethod
@@ -105,6 +121,23 @@ class FieldOptions(_Strict):
                 raise ValueError(f"unknown IANA time zone {v!r}") from exc
         return v
 
+    @field_validator("locale")
+    @classmethod
+    def _locale(cls, v: str | None) -> str | None:
+        if v is not None:
+            key = v.replace("-", "_").lower()
+            language = key.split("_")[0]
+            if key not in _locale.locale_alias and language not in _locale.locale_alias:
+                raise ValueError(f"unknown locale {v!r} (use e.g. 'de_DE', 'en_US', 'fr')")
+        return v
+
+    @field_validator("date_formats")
+    @classmethod
+    def _formats(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for fmt in v:
+            check_date_format(fmt)
+        return v
+
     def effective_decimal_separator(self) -> str:
         """The decimal separator implied by ``decimal_separator`` or ``locale``."""
         if self.decimal_separator:
@@ -112,6 +145,34 @@ class FieldOptions(_Strict):
         if self.locale and self.locale.split("_")[0].split("-")[0].lower() in _COMMA_LOCALES:
             return ","
         return "."
+
+
+DATE_FORMAT_TOKENS = frozenset("YymdHIMSfpbBaAz%")
+"""strptime directives ``date_formats`` may use (``%f``: 1-9 fractional digits, last). Both
+Arrow's strptime and Python's (the strict re-check) read these the same way; ``%e``, ``%h``,
+``%j`` and ``%Z`` are left out because one of the two ignores or refuses them."""
+_DIRECTIVE = re.compile(r"%(.)")
+
+
+def check_date_format(fmt: str) -> str:
+    """Validate one ``date_formats`` entry; ``ValueError`` naming an unknown directive.
+
+    ``%f`` (fractional seconds, up to 9 digits, truncated to microseconds) must end the
+    format: the digits it reads run to the end of the value.
+    """
+    if "%" not in fmt:
+        raise ValueError(f"date format {fmt!r} has no % directive")
+    for m in _DIRECTIVE.finditer(fmt.replace("%%", "")):
+        if m.group(1) not in DATE_FORMAT_TOKENS:
+            raise ValueError(
+                f"date format {fmt!r}: unknown directive %{m.group(1)} (known: "
+                + " ".join(f"%{t}" for t in sorted(DATE_FORMAT_TOKENS)) + ")"
+            )
+    if fmt.replace("%%", "").endswith("%"):
+        raise ValueError(f"date format {fmt!r} ends with a lone %")
+    if "%f" in fmt.replace("%%", "") and not fmt.endswith("%f"):
+        raise ValueError(f"date format {fmt!r}: %f must be the last directive")
+    return fmt
 
 
 _COMMA_LOCALES = {
@@ -168,11 +229,11 @@ class FieldMapping(_Strict):
 
     @model_validator(mode="after")
     def _shape(self) -> FieldMapping:
-        _identifier(self.field, "field")
+        check_name(self.field, "field")
         if self.op == "rename":
             if not self.to:
                 raise ValueError("rename needs 'to'")
-            _identifier(self.to, "field")
+            check_name(self.to, "field")
         if self.op == "cast" and not self.to:
             raise ValueError("cast needs 'to' (an arrow type name)")
         if self.op == "value_map" and self.mapping is None:
@@ -208,9 +269,7 @@ class SourceRef(_Strict):
     @field_validator("table")
     @classmethod
     def _table(cls, v: str | None) -> str | None:
-        if v is not None and not QUALIFIED.match(v):
-            raise ValueError(f"table {v!r} is not a valid (schema.)table name")
-        return v
+        return None if v is None else check_table_name(v, "table")
 
 
 class EntityConfig(_Strict):
@@ -246,7 +305,15 @@ class EntityConfig(_Strict):
     @field_validator("target_table")
     @classmethod
     def _target(cls, v: str | None) -> str | None:
-        return None if v is None else _identifier(v, "target_table")
+        if v is None:
+            return None
+        check_name(v, "target_table")
+        if v.lower().startswith(RESERVED_TABLE_PREFIX):
+            raise ValueError(
+                f"target_table {v!r}: names starting with '{RESERVED_TABLE_PREFIX}' are "
+                "reserved for SyncFlow's own tables"
+            )
+        return v
 
     @field_validator("business_key_fields")
     @classmethod
@@ -256,7 +323,7 @@ class EntityConfig(_Strict):
         if len(set(v)) != len(v):
             raise ValueError("business key fields repeat")
         for f in v:
-            _identifier(f, "field")
+            check_name(f, "field")
         return v
 
     @model_validator(mode="after")
@@ -264,9 +331,9 @@ class EntityConfig(_Strict):
         if self.delta_strategy == "rowversion" and not self.rowversion_field:
             raise ValueError("rowversion_field: required when delta_strategy is 'rowversion'")
         if self.rowversion_field is not None:
-            _identifier(self.rowversion_field, "rowversion_field")
+            check_name(self.rowversion_field, "rowversion_field")
         for name in self.fields:
-            _identifier(name, "field")
+            check_name(name, "field")
         return self
 
     @property
@@ -295,6 +362,11 @@ class StoreConfig(_Strict):
     url: str | None = None
     url_env: str | None = None
     db_schema: str | None = Field(None, alias="schema")
+    ddl_lock_timeout_seconds: float = Field(10.0, gt=0, le=3600)
+    """How long one schema change (ALTER TABLE for a new source column) waits for its table
+    lock before giving up and retrying (PostgreSQL ``lock_timeout``): while it waits, new
+    readers queue behind it, so keep it short. SQLite's readers never block it (WAL); another
+    writer is waited for up to the engine's 30 s busy timeout."""
 
     @model_validator(mode="after")
     def _one(self) -> StoreConfig:
@@ -305,7 +377,7 @@ class StoreConfig(_Strict):
         if self.url is not None and re.match(r"^[a-z+]+://[^/@]*:[^/@]*@", self.url):
             raise ValueError("url carries a password: put it in an environment variable (url_env)")
         if self.db_schema is not None:
-            _identifier(self.db_schema, "schema")
+            check_name(self.db_schema, "schema")
         return self
 
 
@@ -434,8 +506,31 @@ _REMOVED_KEYS = {
 """Keys an older SyncFlow accepted, with what to do instead."""
 
 
+def _check_target_tables(cfg: SyncFlowConfig) -> None:
+    """Two entities writing one table would soft-delete each other's rows."""
+    owner: dict[str, str] = {}
+    for name, ent in cfg.entities.items():
+        if ent.target_table is None and name.lower().startswith(RESERVED_TABLE_PREFIX):
+            raise ConfigError(
+                f"{cfg.source_file}: entity '{name}': target_table: the default (the entity "
+                f"name) starts with '{RESERVED_TABLE_PREFIX}', reserved for SyncFlow's own "
+                "tables; set target_table"
+            )
+        key = ent.table_name.lower()  # SQLite (and SQL Server) names ignore case
+        if key in owner:
+            other = owner[key]
+            raise ConfigError(
+                f"{cfg.source_file}: entity '{name}': target_table: {ent.table_name!r} is "
+                f"also the target table of entity '{other}' "
+                f"({cfg.entities[other].table_name!r}; names equal up to case are one table "
+                "on SQLite): give each entity its own table"
+            )
+        owner[key] = name
+
+
 def _cross_checks(cfg: SyncFlowConfig) -> None:
     f = cfg.source_file
+    _check_target_tables(cfg)
     for name, ent in cfg.entities.items():
         if ent.source.connection not in cfg.sources:
             raise ConfigError(

@@ -10,7 +10,8 @@ Strategies:
 - ``hash``: a stored key whose ``_bridge_data_hash`` differs is an update, equal is unchanged,
   new is an insert. Stored live keys missing from the batch are deletes.
 - ``rowversion``: a stored key is an update unless both row versions are non-null and equal
-  (a version that cannot be compared is written rather than skipped); new is an insert. Never
+  (a version that cannot be compared is written rather than skipped); new is an insert. A
+  version lower than the stored one is an update too, counted in ``backwards``. Never
   deletes: a rowversion extract only returns rows above the watermark.
 
 In every strategy a key whose stored row is soft-deleted (``_bridge_deleted_at`` not null) is
@@ -97,6 +98,10 @@ class DeltaResult:
     """Key hashes of stored live rows the batch lacks (string)."""
     rejects: pa.Table
     superseded: int
+    backwards: int = 0
+    """Rowversion: updates whose version is lower than the stored one (a restore, a reset
+    sequence). They are written like any update (the source is the truth) and counted, so
+    the run shows them."""
 
 
 class _Words:
@@ -351,6 +356,23 @@ def _differs(a: pa.Array, b: pa.Array) -> np.ndarray:
     return ~np.asarray(eq.to_numpy(zero_copy_only=False), dtype=bool)
 
 
+def _lower(new: pa.Array, old: pa.Array) -> np.ndarray:
+    """True where both versions are numbers (or both text) and ``new`` < ``old``.
+
+    The target keeps `_bridge_rowversion` as text; an int64 incoming version compares with
+    it as a number (``'100'`` > ``'99'``), never as text.
+    """
+    if pa.types.is_integer(new.type) and not pa.types.is_integer(old.type):
+        try:
+            old = old.cast(pa.int64())
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return np.zeros(len(new), bool)
+    elif new.type != old.type:
+        return np.zeros(len(new), bool)
+    lower = pc.fill_null(pc.less(new, old), False)
+    return np.asarray(lower.to_numpy(zero_copy_only=False), dtype=bool)
+
+
 @dataclass(frozen=True)
 class IncomingIndex:
     """The incoming side of `classify`, built before the stored identities are needed (the
@@ -370,6 +392,10 @@ class IncomingIndex:
     """Join keys of ``rows`` unique (else `classify` joins the full hex strings)."""
     rejects: pa.Table
     superseded: int
+    backwards: int = 0
+    """Rowversion: updates whose version is lower than the stored one (a restore, a reset
+    sequence). They are written like any update (the source is the truth) and counted, so
+    the run shows them."""
 
 
 def index_incoming(incoming: pa.Table, rowversion_field: str | None) -> IncomingIndex:
@@ -447,6 +473,7 @@ def classify(
     del sw
 
     n = rows.num_rows
+    backwards = 0
     write = np.ones(n, bool)  # new keys are inserts; matched ones decided below
     matched = np.zeros(n, bool)
     matched[mi] = True
@@ -470,11 +497,11 @@ def classify(
         elif strategy == "rowversion":
             if ROWVERSION not in rows.column_names:
                 raise ValueError(f"incoming rows lack {ROWVERSION}: run identity first")
-            changed = _differs(
-                rows.column(ROWVERSION).take(pa.array(mi)).combine_chunks(),
-                stored.column(ROWVERSION).take(pa.array(ms)).combine_chunks(),
-            )
+            new_rv = rows.column(ROWVERSION).take(pa.array(mi)).combine_chunks()
+            old_rv = stored.column(ROWVERSION).take(pa.array(ms)).combine_chunks()
+            changed = _differs(new_rv, old_rv)
             write[mi] = changed | undelete
+            backwards = int(_lower(new_rv, old_rv).sum())
     # A first load matches nothing and a quiet rerun writes nothing: no filter then, which
     # would copy every column of the batch.
     inserts = rows if not len(mi) else rows.filter(pa.array(~matched))
@@ -487,4 +514,4 @@ def classify(
         gone = stored.select([KEY_HASH, DELETED_AT]).take(pa.array(only_s))
         live = gone.filter(pc.is_null(gone.column(DELETED_AT)))
         deletes = live.column(KEY_HASH).combine_chunks().cast(pa.string())
-    return DeltaResult(inserts, updates, unchanged, deletes, rejects, superseded)
+    return DeltaResult(inserts, updates, unchanged, deletes, rejects, superseded, backwards)

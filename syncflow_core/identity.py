@@ -483,7 +483,7 @@ def _null_key_message(rejected: pa.Table, fields: Sequence[str]) -> pa.Array:
     )
     several = pc.greater(pc.count_substring(names, "', "), 1)
     prefix = pc.if_else(several, "null business key fields: ", "null business key field: ")
-    # Key fields are identifiers (no spaces or commas), so this trims only the last ", ".
+    # Each name ends with its closing quote, so this trims only the last ", ".
     return _join([prefix, pc.utf8_rtrim(names, ", ")], "").combine_chunks()
 
 

@@ -5,8 +5,10 @@ passes it has finished; the current pass is the lowest count, and a slice is don
 when its count is higher. A night takes ``ceil(slices / days_to_complete)`` slices, so a pass
 spreads over ``days_to_complete`` nights; when a night fell short (its window closed mid-slice)
 the remaining nights of the pass take a larger share, ``ceil(remaining / nights_left)``, so the
-pass still ends on time. Everything here is derived from
-state that survives a daemon restart (cursors in the state store, run tags in Dagster).
+pass still ends on time. A slice whose run failed tonight holds its place while it backs off
+and gives it up once its retry budget is spent (`syncflow_core.night_retry`), so one broken
+slice never stops the others. Everything here is derived from state that survives a daemon
+restart (cursors in the state store, run tags in Dagster).
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ __all__ = ["NightPlan", "plan_night"]
 
 @dataclass(frozen=True)
 class NightPlan:
-    """What a tick decided: the pass number, what is done, and what to launch now."""
+    """What a tick decided: the pass number, what is done, and what to launch now.
+
+    ``pass_no`` counts like the state table's cursors: the first pass is 1.
+    """
 
     pass_no: int
     done_in_pass: frozenset[str]
@@ -37,23 +42,28 @@ def plan_night(
     finished_tonight: set[str],
     in_flight: set[str],
     nights_left: int | None = None,
+    backing_off: frozenset[str] = frozenset(),
+    given_up: frozenset[str] = frozenset(),
 ) -> NightPlan:
     """Slices to launch now: the next ones of the pass, within tonight's remaining quota.
 
     ``completed_passes`` maps slice key to finished passes (missing = 0); ``finished_tonight``
-    are slices whose background run finished (not paused) in this night's window;
+    are slices whose background run finished or paused in this night's window;
     ``in_flight`` are slices with a queued or running run (they count against the quota and
     are not launched twice); ``nights_left`` counts tonight and the nights after it that the
-    pass has left (None: the pass just started).
+    pass has left (None: the pass just started). ``backing_off`` failed tonight and wait for
+    their next attempt (they keep their place in the quota); ``given_up`` spent tonight's
+    retry budget (they are not launched again tonight and free their place).
     """
     counts = {k: completed_passes.get(k, 0) for k in slice_keys}
-    pass_no = min(counts.values()) if counts else 0
-    done = frozenset(k for k, c in counts.items() if c > pass_no)
+    finished = min(counts.values()) if counts else 0
+    done = frozenset(k for k, c in counts.items() if c > finished)
     quota = slices_per_night(len(slice_keys), days_to_complete)
     if nights_left is not None:
         # Slices still to do tonight and later: not done, plus what already ran tonight.
         remaining = len(slice_keys) - len(done) + len(finished_tonight & done)
         quota = max(quota, slices_per_night(remaining, max(1, nights_left)))
-    remaining = max(0, quota - len(finished_tonight) - len(in_flight))
-    launch = plan_tonight(slice_keys, set(done) | in_flight | finished_tonight, remaining)
-    return NightPlan(pass_no, done, quota, tuple(launch))
+    holding = (finished_tonight | in_flight | backing_off) - given_up
+    free = max(0, quota - len(holding))
+    launch = plan_tonight(slice_keys, set(done) | holding | given_up, free)
+    return NightPlan(finished + 1, done, quota, tuple(launch))

@@ -108,6 +108,8 @@ class SyncCounts:
     resolved: int = 0
     superseded: int = 0
     parent_missing: int = 0
+    rowversion_backwards: int = 0
+    """Rowversion updates whose version went below the stored one (written, and shown)."""
     paused: bool = False
     complete: bool = False
     durations: dict[str, float] = field(default_factory=dict)
@@ -130,6 +132,7 @@ class SyncCounts:
             "resolved",
             "superseded",
             "parent_missing",
+            "rowversion_backwards",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.durations.items():
@@ -550,6 +553,7 @@ def delta_batch(
             "durations": durations,
             "unchanged": result.unchanged,
             "superseded": result.superseded,
+            "rowversion_backwards": result.backwards,
             "rowversion_floor": floor,
         },
     )
@@ -764,6 +768,7 @@ def load_batch(
         # One waiting row per (child, missing parent): count children, not pairs.
         pending=0 if pending is None else len(pc.unique(pending.column("key_hash"))),
         superseded=int(batch.info.get("superseded", 0)),
+        rowversion_backwards=int(batch.info.get("rowversion_backwards", 0)),
         paused=paused,
         complete=complete,
         durations=durations,

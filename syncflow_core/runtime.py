@@ -100,7 +100,10 @@ class Runtime:
         if self._target is None:
             from syncflow_core.targets.sql import SqlTarget
 
-            self._target = SqlTarget(self.target_url, schema=self.config.target.db_schema)
+            self._target = SqlTarget(
+                self.target_url, schema=self.config.target.db_schema,
+                ddl_lock_timeout=self.config.target.ddl_lock_timeout_seconds,
+            )
         return self._target
 
     @property

@@ -14,15 +14,19 @@ from syncflow_dagster.checks import build_all_checks
 from syncflow_dagster.io_manager import StreamIOManager
 from syncflow_dagster.ops import RESOURCE_KEY, STREAM_IO_MANAGER_KEY
 from syncflow_dagster.pools import build_pool_sensor
-from syncflow_dagster.resources import SyncFlowResource, load_syncflow_config
+from syncflow_dagster.resources import Clock, SyncFlowResource, load_syncflow_config
 from syncflow_dagster.schedules import build_schedules
 from syncflow_dagster.sensors import build_resolution_jobs, build_sensors
 
 __all__ = ["build_definitions", "defs"]
 
 
-def build_definitions(config: SyncFlowConfig, config_path: str | None = None) -> Definitions:
+def build_definitions(
+    config: SyncFlowConfig, config_path: str | None = None, clock: Clock | None = None
+) -> Definitions:
     """Assets, checks, jobs, schedules, sensors and resources for ``config``.
+
+    ``clock``: the time source of background runs' window (default: the system clock).
 
     Runs execute in process: an entity's graph is a chain, so a subprocess per op would only
     add start-up time; parallelism comes from many runs (one per slice).
@@ -37,7 +41,7 @@ def build_definitions(config: SyncFlowConfig, config_path: str | None = None) ->
         schedules=build_schedules(config),
         sensors=[*build_sensors(config, resolution_jobs), build_pool_sensor(config)],
         resources={
-            RESOURCE_KEY: SyncFlowResource(config_path=config_path),
+            RESOURCE_KEY: SyncFlowResource(config_path=config_path, clock=clock),
             STREAM_IO_MANAGER_KEY: StreamIOManager(),
         },
         executor=in_process_executor,

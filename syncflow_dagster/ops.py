@@ -43,7 +43,8 @@ granularity every run holds each of its ops' pools from launch to end). The othe
 the entity's pool (`translation.entity_pool`), the load op above all: a re-execution of the
 load alone still holds its entity."""
 COUNT_FIELDS = ("fetched", "rejected", "rejected_new", "inserted", "updated", "unchanged",
-                "deleted", "pending", "resolved", "superseded", "parent_missing")
+                "deleted", "pending", "resolved", "superseded", "parent_missing",
+                "rowversion_backwards")
 """SyncCounts fields recorded as materialization metadata (the UI plots them over time)."""
 
 StageOps = dict[str, OpDefinition]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 
@@ -24,6 +25,7 @@ __all__ = [
     "CONFIG_ENV",
     "DEMO_CONFIG",
     "REQUIRE_CONFIG_ENV",
+    "Clock",
     "SyncFlowResource",
     "default_config_path",
     "demo_config_path",
@@ -87,6 +89,18 @@ def load_syncflow_config(path: str | None = None) -> SyncFlowConfig:
     return _load(p, mtime)
 
 
+class Clock(ConfigurableResource):  # type: ignore[type-arg]
+    """Where background runs read the time to honour their window: the system clock.
+
+    The one seam for time: a test that simulates nights hands `SyncFlowResource` a clock of
+    its own, so the window closes in simulated time inside real runs.
+    """
+
+    def now(self) -> datetime:
+        """The current instant (aware, UTC)."""
+        return datetime.now(UTC)
+
+
 class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
     """Config path and optional connection-URL overrides; opens a core `Runtime`.
 
@@ -104,6 +118,13 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
     )
     target_url: str | None = Field(default=None, description="Target URL (use an EnvVar).")
     state_url: str | None = Field(default=None, description="State store URL (use an EnvVar).")
+    clock: Clock | None = Field(
+        default=None, description="Time source of the night window (default: the system clock)."
+    )
+
+    def now(self) -> datetime:
+        """The current instant from ``clock`` (the system clock unless one was given)."""
+        return self.clock.now() if self.clock is not None else datetime.now(UTC)
 
     def load_config(self) -> SyncFlowConfig:
         """The validated syncflow.yaml."""

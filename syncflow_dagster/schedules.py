@@ -1,17 +1,23 @@
 """Night-window schedules: background syncs that spread an entity's slices over several nights.
 
 Each entity gets ``<entity>_night_window``: it ticks every 15 minutes in the entity's time zone.
-Outside the window a tick skips and says when the window opens. Inside, it launches the next
-slices of the current pass (in order, skipping done ones) up to tonight's quota,
-``ceil(slices / days_to_complete)``. Progress comes from the state store (cursors count
-finished passes) and Dagster's run storage (runs tagged with tonight's date), so restarting the
-daemon changes nothing, and run keys make a repeated tick launch nothing twice.
+Outside the window a tick skips and says when the window opens (local time, UTC in
+parentheses). Inside, it launches the next slices of the current pass (in order, skipping done
+ones) up to tonight's quota, ``ceil(slices / days_to_complete)``.
+
+A schedule has no cursor and a run key only deduplicates within one tick, so every tick
+rebuilds what happened from the state store (cursors count finished passes) and Dagster's run
+storage (tonight's background runs of the entity, by their tags); the decisions are the core's
+(`syncflow_core.night`, `syncflow_core.night_retry`): a failed slice backs off and gives up
+for the night after its retry budget, and a run still in progress well after its window
+closed is presumed dead, marked failed and its slice relaunched from its committed cursor.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from dagster import (
     DagsterRunStatus,
@@ -24,31 +30,31 @@ from dagster import (
     schedule,
 )
 
-from syncflow_core.config import EntityConfig, SyncFlowConfig
+from syncflow_core.config import EntityConfig, ScheduleConfig, SyncFlowConfig
 from syncflow_core.night import plan_night
+from syncflow_core.night_retry import Attempt, is_presumed_dead, retry_status
 from syncflow_core.slices import slice_keys
 from syncflow_core.window import next_window_start, night_of, window_bounds
 from syncflow_dagster.background import (
     BACKGROUND_TAG,
+    IN_FLIGHT,
+    LAUNCHED_AT_TAG,
     NIGHT_TAG,
+    PARTITION_TAG,
     PASS_TAG,
     WINDOW_END_TAG,
+    run_attempt,
 )
 from syncflow_dagster.jobs import entity_job
 from syncflow_dagster.resources import SyncFlowResource
 from syncflow_dagster.translation import ENTITY_TAG, entity_pool
 
-__all__ = ["build_schedules", "schedule_name"]
+__all__ = ["build_schedules", "local_time", "schedule_name"]
 
-PARTITION_TAG = "dagster/partition"
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+"""Run monitoring fails a run that runs longer than this many seconds (any run launcher)."""
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
-IN_FLIGHT = [
-    DagsterRunStatus.QUEUED,
-    DagsterRunStatus.NOT_STARTED,
-    DagsterRunStatus.STARTING,
-    DagsterRunStatus.STARTED,
-]
 
 
 def schedule_name(entity: EntityConfig) -> str:
@@ -56,15 +62,45 @@ def schedule_name(entity: EntityConfig) -> str:
     return f"{entity.name}_night_window"
 
 
-def _partitions(
-    context: ScheduleEvaluationContext, tags: dict[str, str], statuses: list[DagsterRunStatus]
-) -> dict[str, dict[str, str]]:
-    records = context.instance.get_run_records(RunsFilter(tags=tags, statuses=statuses))
-    return {
-        r.dagster_run.tags[PARTITION_TAG]: dict(r.dagster_run.tags)
-        for r in records
-        if PARTITION_TAG in r.dagster_run.tags
-    }
+def local_time(at: datetime, sched: ScheduleConfig) -> str:
+    """``2027-01-05 19:00 CET (18:00 UTC)``: the entity's zone first, UTC for reference."""
+    local = at.astimezone(ZoneInfo(sched.timezone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()} ({at.astimezone(UTC):%H:%M} UTC)"
+
+
+def _fail_presumed_dead(
+    context: ScheduleEvaluationContext, entity: EntityConfig, now: datetime
+) -> list[str]:
+    """Fail background runs still in progress well after their window closed; their run ids.
+
+    A healthy background run pauses at the next chunk boundary when its window closes; one
+    still "running" past the grace period has lost its worker (killed, evicted, OOM) or hangs.
+    Failing it frees the entity's run slot, and its slice resumes from its committed cursor.
+    """
+    sched = entity.schedule
+    records = context.instance.get_run_records(
+        RunsFilter(tags={ENTITY_TAG: entity.name, BACKGROUND_TAG: "true"}, statuses=IN_FLIGHT)
+    )
+    failed = []
+    for record in records:
+        run = record.dagster_run
+        night = run.tags.get(NIGHT_TAG)
+        if night is None or not is_presumed_dead(date.fromisoformat(night), sched, now):
+            continue
+        message = (
+            f"SyncFlow: background run of {entity.name} {run.tags.get(PARTITION_TAG, '')} for "
+            f"the night of {night} is still {run.status.value} "
+            f"{sched.stale_run_grace_minutes} min after its window closed: its worker is "
+            "presumed gone. Marked failed; the slice resumes from its committed cursor."
+        )
+        if run.status in (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED):
+            try:
+                context.instance.run_launcher.terminate(run.run_id)
+            except Exception as exc:  # the launcher may not reach (or know) a dead worker
+                context.log.info(f"terminate {run.run_id}: {type(exc).__name__}")
+        context.instance.report_run_failed(run, message)
+        failed.append(run.run_id)
+    return failed
 
 
 def _in_flight(context: ScheduleEvaluationContext, entity: EntityConfig) -> set[str]:
@@ -103,6 +139,43 @@ def _nights_left(
     return entity.schedule.days_to_complete - (tonight - started).days
 
 
+def _state_passes(
+    syncflow: SyncFlowResource, entity: EntityConfig, keys: list[str]
+) -> dict[str, int]:
+    """Each slice's pass number as the state table counts it (1 before its first chunk)."""
+    with syncflow.runtime() as rt:
+        cursors = {key: rt.state.get_cursor(entity.name, key) for key in keys}
+    # The pass the slice is in: finishing a slice's pass bumps it.
+    return {key: 1 if c is None else int(c.pass_no) for key, c in cursors.items()}
+
+
+def _attempts_of_night(
+    context: ScheduleEvaluationContext, entity: EntityConfig, night: date
+) -> list[Attempt]:
+    """The entity's background runs of ``night`` as attempts (from run storage, by tags)."""
+    records = context.instance.get_run_records(
+        RunsFilter(tags={ENTITY_TAG: entity.name, BACKGROUND_TAG: "true",
+                         NIGHT_TAG: night.isoformat()})
+    )
+    return [a for r in records if (a := run_attempt(r)) is not None]
+
+
+def _retry_note(
+    given_up: frozenset[str], waiting: dict[str, datetime], sched: ScheduleConfig
+) -> str:
+    """What the skip reason adds about slices that failed tonight."""
+    notes = [
+        f"{key} gave up tonight after {sched.retry_attempts} failed runs: NEEDS ATTENTION "
+        "(the pass goes on with its other slices)"
+        for key in sorted(given_up)
+    ]
+    notes += [
+        f"{key} failed, next attempt at {local_time(at, sched)}"
+        for key, at in sorted(waiting.items())
+    ]
+    return ("; " + "; ".join(notes)) if notes else ""
+
+
 def _night_ticks(
     context: ScheduleEvaluationContext, entity: EntityConfig, syncflow: SyncFlowResource
 ) -> Iterator[RunRequest | SkipReason]:
@@ -110,58 +183,65 @@ def _night_ticks(
     now = context.scheduled_execution_time or datetime.now(UTC)
     if now.tzinfo is None:
         now = now.replace(tzinfo=UTC)
+    dead = _fail_presumed_dead(context, entity, now)
+    dead_note = f"; marked presumed-dead run(s) failed: {', '.join(dead)}" if dead else ""
     bounds = window_bounds(now, sched)
     if bounds is None:
         opens = next_window_start(now, sched)
         yield SkipReason(
             f"outside the night window {sched.window_start:%H:%M}-{sched.window_end:%H:%M} "
-            f"{sched.timezone}; it opens at {opens.isoformat()}"
+            f"{sched.timezone}; it opens at {local_time(opens, sched)}{dead_note}"
         )
         return
-    night = night_of(now, sched).isoformat()
+    tonight = night_of(now, sched)
     keys = slice_keys(entity.slice_count)
-    with syncflow.runtime() as rt:
-        completed = {}
-        for key in keys:
-            cursor = rt.state.get_cursor(entity.name, key)
-            # pass_no is the 1-based pass the slice is in (done bumps it): finished = pass_no - 1.
-            completed[key] = 0 if cursor is None else int(cursor.pass_no) - 1
+    state_pass = _state_passes(syncflow, entity, keys)
+    completed = {k: p - 1 for k, p in state_pass.items()}
+    pass_no = min(state_pass.values()) if state_pass else 1
     in_flight = _in_flight(context, entity)
+    attempts = _attempts_of_night(context, entity, tonight)
     # Slices that ran tonight, finished or paused: a paused run used tonight's window (the
     # window closed on it), so it counts against tonight's quota and resumes next night.
-    finished = set(
-        _partitions(
-            context,
-            {ENTITY_TAG: entity.name, NIGHT_TAG: night, BACKGROUND_TAG: "true"},
-            [DagsterRunStatus.SUCCESS],
-        )
-    )
-    pass_no = min(completed.values()) if completed else 0
+    finished = {a.slice_key for a in attempts if a.outcome in ("finished", "paused")}
+    retries = retry_status(attempts, tonight, sched)
+    given_up = frozenset(k for k, r in retries.items() if r.given_up)
+    waiting = {
+        k: r.next_attempt_at for k, r in retries.items()
+        if r.waiting(now) and r.next_attempt_at is not None
+    }
     plan = plan_night(
         keys,
         completed,
         sched.days_to_complete,
-        finished_tonight=finished,
+        finished_tonight=finished - set(retries),
         in_flight=in_flight,
-        nights_left=_nights_left(context, entity, pass_no, night_of(now, sched)),
+        nights_left=_nights_left(context, entity, pass_no, tonight),
+        backing_off=frozenset(waiting),
+        given_up=given_up,
     )
+    note = _retry_note(given_up, waiting, sched) + dead_note
     if not plan.launch:
         yield SkipReason(
             f"nothing to launch: pass {plan.pass_no}, {len(plan.done_in_pass)}/{len(keys)} slices "
             f"done, tonight's quota {plan.quota} used ({len(finished)} finished, "
-            f"{len(in_flight)} running)"
+            f"{len(in_flight)} running, {len(waiting)} backing off){note}"
         )
         return
+    window_end = bounds[1]
+    max_runtime = window_end + timedelta(minutes=sched.stale_run_grace_minutes) - now
     for key in plan.launch:
+        attempt = (retries[key].failures + 1) if key in retries else 1
         yield RunRequest(
-            run_key=f"{entity.name}:{night}:pass{plan.pass_no}:{key}",
+            run_key=f"{entity.name}:{tonight.isoformat()}:pass{plan.pass_no}:{key}:try{attempt}",
             partition_key=key,
             tags={
                 ENTITY_TAG: entity.name,
                 BACKGROUND_TAG: "true",
-                NIGHT_TAG: night,
+                NIGHT_TAG: tonight.isoformat(),
                 PASS_TAG: str(plan.pass_no),
-                WINDOW_END_TAG: bounds[1].isoformat(),
+                WINDOW_END_TAG: window_end.isoformat(),
+                LAUNCHED_AT_TAG: now.astimezone(UTC).isoformat(),
+                MAX_RUNTIME_TAG: str(int(max_runtime.total_seconds())),
             },
         )
 

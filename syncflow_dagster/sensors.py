@@ -1,7 +1,8 @@
 """Sensors that load waiting children: on parent arrival, and on their backoff schedule.
 
 ``<child>_parent_arrival`` walks the parent assets' materializations in the event log with its
-own cursor (storage ids per parent). `@asset_sensor` is not used on purpose: it sees only the
+own cursor (storage ids per parent), from the newest one at its first tick (so turning it on
+does not replay all of history). `@asset_sensor` is not used on purpose: it sees only the
 latest event per tick (dagster issue 32853). When a parent materialized and children of the
 entity wait, it launches ``<child>_resolve`` tagged with the triggering event, so the resolution
 shows in the UI as a materialization of the child with its trigger in the metadata.
@@ -141,7 +142,18 @@ def _parent_arrival(
     def fn(
         context: SensorEvaluationContext, syncflow: SyncFlowResource
     ) -> Iterator[RunRequest | SkipReason]:
-        cursor: dict[str, int] = json.loads(context.cursor) if context.cursor else {}
+        if not context.cursor:
+            # First tick: start from now. Earlier materializations were either seen by the
+            # children's own syncs or are the retry sensor's business; replaying them all
+            # would launch a resolution that has nothing new to find.
+            start = _latest_storage_ids(context, config, parents)
+            context.update_cursor(json.dumps(start, sort_keys=True))
+            yield SkipReason(
+                "started: watching materializations of "
+                f"{', '.join(parents)} from now on (storage ids {start})"
+            )
+            return
+        cursor: dict[str, int] = json.loads(context.cursor)
         arrived: list[tuple[str, int, str]] = []
         for parent in parents:
             key = entity_asset(config, parent).key
@@ -191,6 +203,21 @@ def _parent_arrival(
             "waiting for them (reads the event log with its own cursor)."
         ),
     )(fn)
+
+
+def _latest_storage_ids(
+    context: SensorEvaluationContext, config: SyncFlowConfig, parents: list[str]
+) -> dict[str, int]:
+    """The newest materialization's storage id of each parent (parents never synced: none)."""
+    out: dict[str, int] = {}
+    for parent in parents:
+        latest = context.instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=entity_asset(config, parent).key), limit=1,
+            ascending=False,
+        ).records
+        if latest:
+            out[parent] = latest[0].storage_id
+    return out
 
 
 def _is_resolution(context: SensorEvaluationContext, run_id: str) -> bool:

@@ -22,7 +22,13 @@ from syncflow_core.normalize.coercion import coerce_types
 from syncflow_core.normalize.datetimes import parse_datetimes, rr_year
 from syncflow_core.normalize.mapping import apply_mappings
 from syncflow_core.normalize.numbers import parse_numbers
-from syncflow_core.normalize.plan import FieldPlan, Kind, parse_declared_type, plan_fields
+from syncflow_core.normalize.plan import (
+    FieldPlan,
+    Kind,
+    mark_unconstrained,
+    parse_declared_type,
+    plan_fields,
+)
 from syncflow_core.normalize.strings import clean_strings
 from syncflow_core.rejects import concat_reject_specs, with_row_ids
 
@@ -68,4 +74,4 @@ def normalize(
     rejects.append(r.rejects)
     r = apply_mappings(r.table, entity)
     rejects.append(r.rejects)
-    return StageResult(r.table, concat_reject_specs(rejects))
+    return StageResult(mark_unconstrained(r.table, plans, entity), concat_reject_specs(rejects))

@@ -19,9 +19,9 @@ from syncflow_core.config import EntityConfig
 from syncflow_core.normalize.bytescan import to_hex
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
-from syncflow_core.normalize.safe_cast import as_array, bool_mask, try_cast
+from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, try_cast
 
-__all__ = ["STAGE", "coerce_types"]
+__all__ = ["STAGE", "coerce_types", "digits_exceed"]
 
 STAGE = "type_coercion"
 
@@ -66,14 +66,29 @@ def _bool(arr: pa.Array, col: str, rc: RejectCollector) -> pa.Array:
     return pc.if_else(pc.or_(is_true, is_false), is_true, pa.scalar(None, pa.bool_()))
 
 
-def _int(arr: pa.Array, col: str, rc: RejectCollector) -> pa.Array:
+def _int(arr: pa.Array, plan: FieldPlan, col: str, rc: RejectCollector) -> pa.Array:
     t = arr.type
     if pa.types.is_boolean(t) or pa.types.is_null(t):
         return arr.cast(pa.int64())
     # Arrow's safe cast flags fractions, NaN and overflow; try_cast isolates them per value.
     out, failed = try_cast(arr, pa.int64())
     rc.add(failed, "value_out_of_range", col, arr, "does not fit an integer (int64)")
+    too_long = digits_exceed(out, plan.precision)
+    if too_long is not None:
+        rc.add(too_long, "value_out_of_range", col, arr,
+               f"has more than {plan.precision} digits ({plan.declared})")
+        out = pc.if_else(pa.array(~too_long), out, pa.scalar(None, pa.int64()))
     return out
+
+
+def digits_exceed(values: pa.Array, precision: int | None) -> BoolMask | None:
+    """Rows of an int64 array whose value has more than ``precision`` digits (None: no limit
+    or no such row)."""
+    if precision is None or precision >= 19 or not len(values):
+        return None
+    limit = 10**precision
+    over = bool_mask(pc.or_(pc.greater_equal(values, limit), pc.less_equal(values, -limit)))
+    return over if over.any() else None
 
 
 def _decimal(arr: pa.Array, plan: FieldPlan, col: str, rc: RejectCollector) -> pa.Array:
@@ -152,7 +167,8 @@ def coerce_types(
     """Layer 1: cast each column to the type its declared (or inferred) kind implies.
 
     Text in numeric/datetime columns stays text for layers 3/4; CHAR padding is stripped;
-    binary becomes lowercase hex. Values that do not fit are rejects (stage ``type_coercion``).
+    binary becomes lowercase hex (``binary: text``: decoded as UTF-8, else a reject). Values
+    that do not fit are rejects (stage ``type_coercion``).
     """
     table = ensure_row_ids(table)
     if plans is None:
@@ -171,6 +187,8 @@ def coerce_types(
             out = _to_text(arr, col, rc)
             if kind == "char":
                 out = pc.utf8_rtrim(out, " ")
+        elif kind == "binary" and plan.options.binary == "text":
+            out = _to_text(arr, col, rc)  # UTF-8 payloads (JSON, XML) as text
         elif kind == "binary":
             out = to_hex(arr) if _is_binary(t) else pc.utf8_lower(_to_text(arr, col, rc))
         elif kind == "bool":
@@ -178,7 +196,7 @@ def coerce_types(
         elif _is_text(t):
             out = arr if pa.types.is_string(t) else arr.cast(pa.string())
         elif kind == "int":
-            out = _int(arr, col, rc)
+            out = _int(arr, plan, col, rc)
         elif kind == "decimal":
             out = _decimal(arr, plan, col, rc)
         elif kind == "float":

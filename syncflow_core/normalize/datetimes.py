@@ -13,8 +13,11 @@ each class parsed with one vectorized cast):
   and 50-99 in the previous one; with >= 50, 00-49 fall in the next century and 50-99 in its own.
 - ``YYYYMMDD`` (``00000000`` is null, the ERP's "no date");
 - epoch seconds (10 digits) or milliseconds (13 digits); with ``epoch_unit`` set, every digit
-  string is an epoch in that unit (then ``YYYYMMDD`` is not recognized). Epochs are UTC.
-- then each of ``date_formats`` (strptime syntax), in order.
+  string is an epoch in that unit (then ``YYYYMMDD`` is not recognized). Epochs are UTC. An
+  epoch before 1900 or after 9999-12-31 is a reject (a 13-digit millisecond value under
+  ``epoch_unit: s`` would be the year ~55841);
+- then each of ``date_formats`` (strptime syntax), in order; a trailing ``%f`` reads 1-9
+  fractional digits (Oracle ``TIMESTAMP(9)`` exports), truncated to microseconds.
 
 Naive values are wall-clock times in the field's ``timezone`` (default UTC) and are converted
 to UTC. DST rule: a nonexistent local time (in the spring-forward gap) is a reject; an
@@ -133,7 +136,14 @@ def _user_formats(values: pa.Array, pos: np.ndarray, formats: tuple[str, ...],
         if not len(pos):
             break
         sub = values.take(pa.array(pos))
+        fraction = None
+        if fmt.endswith("%f") and not fmt.endswith("%%f"):
+            # Arrow's strptime has no %f: split the trailing 1-9 digits off and add them.
+            sub, fraction = _split_fraction(sub)
+            fmt = fmt[:-2]
         parsed = pc.strptime(sub, format=fmt, unit="us", error_is_null=True)
+        if fraction is not None:
+            parsed = pc.add(parsed, fraction)
         ok = bool_mask(pc.is_valid(parsed))
         if not ok.any():
             continue
@@ -156,6 +166,40 @@ def _user_formats(values: pa.Array, pos: np.ndarray, formats: tuple[str, ...],
         res.put(good, vals, np.zeros(len(good), np.bool_), absolute=aware)
         pos = pos[~ok]
     return pos
+
+
+# Epochs outside 1900-01-01 .. 9999-12-31 are a unit mix-up (milliseconds read as seconds
+# land in the year ~55000), not dates: a reject, never a value no reader can open.
+_EPOCH_MIN_US = int((dt.datetime(1900, 1, 1) - dt.datetime(1970, 1, 1)).total_seconds()) * 10**6
+_EPOCH_END_US = int((dt.datetime(9999, 12, 31) - dt.datetime(1970, 1, 1)).total_seconds() + 86400) \
+    * 10**6
+
+
+def _implausible_epoch(micros: pa.Array) -> BoolMask:
+    out = pc.or_(pc.less(micros, _EPOCH_MIN_US), pc.greater_equal(micros, _EPOCH_END_US))
+    return bool_mask(pc.fill_null(out, False))
+
+
+def _epoch_shaped(values: pa.Array, opts: FieldOptions) -> BoolMask:
+    """Rows read as epochs: any digit string under ``epoch_unit``, else 10 or 13 digits."""
+    pattern = r"^-?\d+$" if opts.epoch_unit else r"^(?:\d{10}|\d{13})$"
+    return bool_mask(pc.fill_null(pc.match_substring_regex(values, pattern), False))
+
+
+_FRACTION = r"^(?P<head>.*?)(?P<frac>\d{1,9})$"
+
+
+def _split_fraction(values: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """(text without its trailing fractional digits, those digits as a duration in us).
+
+    Up to 9 digits (Oracle TIMESTAMP(9)); digits past the sixth are truncated, as the
+    identity encoding truncates nanoseconds. Values without trailing digits become null.
+    """
+    parts = pc.extract_regex(values, _FRACTION)
+    head = pc.struct_field(parts, "head")
+    frac = pc.utf8_rpad(pc.utf8_slice_codeunits(pc.struct_field(parts, "frac"), 0, 6), 6, "0")
+    micros = frac.cast(pa.int64()).cast(pa.duration("us"))
+    return head, micros
 
 
 _CUM_DAYS = np.array([0, 31, 59, 90, 120, 151, 181, 212, 243, 273, 304, 334], np.int64)
@@ -312,7 +356,8 @@ def _parse_rest(values: pa.Array, rest: np.ndarray, opts: FieldOptions, ref_year
             scale = 1_000_000 if unit == "s" else 1_000
             micros, f2 = try_cast(pc.multiply_checked(nums, scale) if not failed.any()
                                   else pc.multiply(nums, scale), pa.int64())
-            res.put(pos, micros.cast(NAIVE), failed | f2, absolute=True)
+            failed = failed | f2 | _implausible_epoch(micros)
+            res.put(pos, micros.cast(NAIVE), failed, absolute=True)
             rest = np.setdiff1d(rest, pos, assume_unique=True)
     if opts.epoch_unit is None:
         pos = _classify(values, r"^\d{8}$", rest)
@@ -415,6 +460,9 @@ def parse_datetimes(
         t = arr.type
         if pa.types.is_string(t):
             naive, absolute, failed = parse_datetime_text(arr, plan.options, reference_year)
+            if failed.any():
+                rc.add(failed & _epoch_shaped(arr, plan.options), CODE, col, arr,
+                       "not a plausible epoch (before 1900 or after 9999: check epoch_unit)")
             rc.add(failed, CODE, col, arr, "not a valid date/time")
             out = _finish(naive, absolute, plan, col, arr, rc)
         elif pa.types.is_timestamp(t) and t.tz is None and plan.kind != "date":

@@ -38,6 +38,7 @@ from syncflow_core.batch import StageResult
 from syncflow_core.compiled import compiled_module
 from syncflow_core.config import EntityConfig
 from syncflow_core.normalize.bytescan import RowBytes, delete_byte, row_bytes
+from syncflow_core.normalize.coercion import digits_exceed
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
 from syncflow_core.normalize.safe_cast import BoolMask, as_array, bool_mask, scatter, try_cast
@@ -220,7 +221,7 @@ def _fast_column(arr: pa.Array, plan: FieldPlan, dec: str
     """(numbers, unparsed, failed) of an int/decimal text column: the byte path for the
     common shape, the text path for the rest. None for kinds it does not handle."""
     if plan.kind == "int":
-        scale, precision, target = 0, None, pa.int64()
+        scale, precision, target = 0, plan.precision, pa.int64()
     elif plan.kind == "decimal" and (plan.scale or 0) <= _MAX_DIGITS:
         target = plan.arrow_type
         scale, precision = target.scale, target.precision
@@ -262,7 +263,12 @@ def _to_number(canon: pa.Array, plan: FieldPlan) -> tuple[pa.Array, BoolMask]:
         # Through a wide decimal: Arrow then flags fractions and overflow per value.
         wide, f1 = try_cast(canon, pa.decimal128(38, 18))
         out, f2 = try_cast(wide, pa.int64())
-        return out, f1 | f2
+        failed = f1 | f2
+        too_long = digits_exceed(out, plan.precision)  # NUMBER(10) holds 10 digits
+        if too_long is not None:
+            failed = failed | too_long
+            out = pc.if_else(pa.array(~too_long), out, pa.scalar(None, pa.int64()))
+        return out, failed
     return try_cast(canon, plan.arrow_type)
 
 
@@ -294,6 +300,8 @@ def parse_numbers(
         rc.add(unparsed, CODE, col, arr, "not a number")
         what = {"int": "an integer (int64)", "float": "a float"}.get(
             plan.kind, str(plan.declared or plan.arrow_type))
+        if plan.kind == "int" and plan.precision is not None:
+            what = str(plan.declared)
         rc.add(failed, CODE, col, arr, f"does not fit {what}")
         table = table.set_column(table.schema.get_field_index(col), col, out)
     return rc.result(table)

@@ -7,11 +7,15 @@ Declared-type rules (case-insensitive, arguments in parentheses):
 
 - ``NUMBER(p,0)`` / ``NUMERIC(p,0)`` / ``DECIMAL(p,0)`` / ``NUMBER(p)``: ``int`` (int64) when
   p <= 18, else ``decimal(p,0)``; ``NUMBER(p,s)`` with s > 0: ``decimal(p,s)``; a negative
-  scale rounds to 10^-s, so it counts as p - s integer digits.
-- ``NUMBER`` / ``NUMERIC`` / ``DECIMAL`` without arguments: ``decimal(38,10)``. Oracle's
-  unconstrained NUMBER has 38 significant digits and a floating scale; 28 integer + 10
-  fractional digits covers money, quantities and rates. A value needing more fractional digits
-  is a reject (never silently rounded). Declare the field's ``type`` to choose otherwise.
+  scale rounds to 10^-s, so it counts as p - s integer digits. The precision is enforced: a
+  value with more integer digits (11 digits in a ``NUMBER(10)``) is a reject.
+- ``NUMBER`` / ``NUMERIC`` / ``DECIMAL`` without arguments: ``decimal(38,10)`` in memory,
+  flagged ``unconstrained``. Oracle's unconstrained NUMBER has 38 significant digits and a
+  floating scale; 28 integer + 10 fractional digits covers money, quantities and rates. A value
+  needing more fractional digits is a reject (never silently rounded). The target column is an
+  unconstrained ``NUMERIC`` and each write uses the smallest scale its values need, so integer
+  keys stay ``10``, not ``10.0000000000`` (`mark_unconstrained`). Declare the field's ``type``
+  to choose otherwise.
 - ``FLOAT``, ``BINARY_DOUBLE``, ``BINARY_FLOAT``, ``REAL``, ``DOUBLE PRECISION``: ``float``.
 - ``INTEGER``, ``INT``, ``BIGINT``, ``SMALLINT`` (and PostgreSQL/SQLite spellings): ``int``.
 - ``DATE``: ``timestamp`` (Oracle's DATE carries a time) unless the physical Arrow column is
@@ -43,8 +47,11 @@ from syncflow_core.rejects import ROW_ID
 __all__ = [
     "DEFAULT_NUMBER_PRECISION",
     "DEFAULT_NUMBER_SCALE",
+    "UNCONSTRAINED_KEY",
     "FieldPlan",
     "Kind",
+    "is_unconstrained",
+    "mark_unconstrained",
     "parse_declared_type",
     "plan_fields",
 ]
@@ -56,6 +63,9 @@ Kind = Literal[
 
 DEFAULT_NUMBER_PRECISION = 38
 DEFAULT_NUMBER_SCALE = 10
+UNCONSTRAINED_KEY = b"syncflow.numeric"
+"""Arrow field metadata key: ``unconstrained`` marks a column from a bare ``NUMBER``."""
+_UNCONSTRAINED = {UNCONSTRAINED_KEY: b"unconstrained"}
 
 NUMERIC_KINDS: frozenset[str] = frozenset({"int", "decimal", "float"})
 TEMPORAL_KINDS: frozenset[str] = frozenset({"date", "timestamp", "timestamptz"})
@@ -72,6 +82,8 @@ class FieldPlan:
     scale: int | None = None
     declared: str | None = None
     """The declared type text the kind came from (None when inferred from Arrow)."""
+    unconstrained: bool = False
+    """A bare ``NUMBER``/``NUMERIC``: exact, no declared precision or scale."""
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -129,7 +141,8 @@ def _exact(args: str | None) -> tuple[Kind, int | None, int | None]:
     s = int(parts[1]) if len(parts) > 1 and parts[1] else 0
     if s <= 0:
         digits = min(p - s, DEFAULT_NUMBER_PRECISION)
-        return ("int", None, None) if digits <= 18 else ("decimal", digits, 0)
+        # An int keeps its precision: NUMBER(10) holds at most 10 digits.
+        return ("int", digits, None) if digits <= 18 else ("decimal", digits, 0)
     p = min(max(p, s), DEFAULT_NUMBER_PRECISION)
     return "decimal", p, min(s, p)
 
@@ -170,6 +183,12 @@ def parse_declared_type(text: str) -> tuple[Kind, int | None, int | None] | None
     if base in _TIMESTAMPTZ:
         return "timestamptz", None, None
     return None
+
+
+def is_unconstrained(declared: str) -> bool:
+    """True for an exact numeric type declared without precision (``NUMBER``, ``NUMERIC``)."""
+    t = " ".join(declared.upper().split())
+    return t in _EXACT or (t.endswith("()") and t[:-2].strip() in _EXACT)
 
 
 def _infer(t: pa.DataType) -> tuple[Kind, int | None, int | None] | None:
@@ -221,9 +240,34 @@ def plan_fields(
             if kind == "timestamp" and pa.types.is_date(f.type) and declared is not None \
                     and declared.strip().upper() == "DATE":
                 kind = "date"
-            plans[f.name] = FieldPlan(kind, opts, p, s, declared)
+            plans[f.name] = FieldPlan(kind, opts, p, s, declared,
+                                      unconstrained=bool(declared and is_unconstrained(declared)))
             continue
         inferred = _infer(f.type)
         if inferred is not None:
             plans[f.name] = FieldPlan(inferred[0], opts, inferred[1], inferred[2], None)
     return plans
+
+
+def mark_unconstrained(
+    table: pa.Table, plans: Mapping[str, FieldPlan], entity: EntityConfig
+) -> pa.Table:
+    """Flag the output columns of unconstrained numbers (field metadata `UNCONSTRAINED_KEY`).
+
+    A source column is followed through the entity's renames; a cast or a value map that
+    changes its type drops the flag (the column is then what the mapping made it).
+    """
+    names = {col for col, plan in plans.items() if plan.unconstrained}
+    if not names:
+        return table
+    for m in entity.field_mappings:
+        if m.op == "rename" and m.field in names and m.to:
+            names = (names - {m.field}) | {m.to}
+        elif m.op == "drop":
+            names.discard(m.field)
+    wanted = pa.decimal128(DEFAULT_NUMBER_PRECISION, DEFAULT_NUMBER_SCALE)
+    fields = [
+        f.with_metadata(_UNCONSTRAINED) if f.name in names and f.type == wanted else f
+        for f in table.schema
+    ]
+    return table.cast(pa.schema(fields, table.schema.metadata))

@@ -8,6 +8,11 @@ and ``''`` -> null where the field's ``empty_is_null`` (entity default True, Ora
 Control characters: every C0/C1 control is removed; the whitespace controls (TAB, LF, VT, FF,
 CR, NEL) are replaced by a space rather than deleted, so ``'a\\tb'`` does not become ``'ab'``.
 
+Each step but NFC and the removal of non-whitespace controls can be turned off per field
+(``fields: {COL: {...}}``): ``trim: false``, ``newlines: keep`` (TAB/LF/VT/FF/CR/NEL stay),
+``fix_mojibake: false``, ``empty_is_null: false``. The defaults are the behaviour data hashes
+of existing targets were computed with.
+
 Speed: one numpy table lookup over the UTF-8 bytes finds the rows that may need more than
 trimming ASCII spaces (`SPECIAL_BYTES`); only those go through the regex / NFC / ftfy path.
 Text made of printable ASCII and U+00C0-U+02FF (``Müller``, ``Straße``, ``Café``) is left
@@ -28,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncflow_core.batch import StageResult
-from syncflow_core.config import EntityConfig
+from syncflow_core.config import EntityConfig, FieldOptions
 from syncflow_core.normalize.bytescan import row_bytes
 from syncflow_core.normalize.plan import FieldPlan, plan_fields
 from syncflow_core.normalize.rejecting import RejectCollector, ensure_row_ids
@@ -38,6 +43,7 @@ from syncflow_core.rejects import ROW_ID
 __all__ = ["MOJIBAKE_PATTERN", "SPECIAL_BYTES", "STAGE", "clean_strings", "clean_text_values"]
 
 STAGE = "strings"
+_DEFAULTS = FieldOptions()
 
 # Continuation bytes 0x80-0xBF as Latin-1 (U+0080-U+00BF) or as cp1252's specials.
 _CONT = ("\u0080-\u00bf\u0152\u0153\u0160\u0161\u0178\u017d\u017e\u0192\u02c6\u02dc"
@@ -72,16 +78,18 @@ def _fix_mojibake(values: pa.Array) -> pa.Array:
     return scatter(values, flagged, repaired)
 
 
-def clean_text_values(values: pa.Array) -> pa.Array:
+def clean_text_values(values: pa.Array, opts: FieldOptions = _DEFAULTS) -> pa.Array:
     """The full cleaning of arbitrary text values (mojibake, controls, NFC, trim)."""
-    out = _fix_mojibake(values)
-    out = pc.replace_substring_regex(out, _WS_CONTROLS, " ")
+    out = _fix_mojibake(values) if opts.fix_mojibake else values
+    if opts.newlines == "space":
+        out = pc.replace_substring_regex(out, _WS_CONTROLS, " ")
     out = pc.replace_substring_regex(out, _CONTROLS, "")
     out = pc.utf8_normalize(out, "NFC")
-    return pc.utf8_trim(out, _TRIM)
+    return pc.utf8_trim(out, _TRIM) if opts.trim else out
 
 
-def _clean_column(arr: pa.Array, empty_is_null: bool) -> pa.Array:
+def _clean_column(arr: pa.Array, empty_is_null: bool,
+                  opts: FieldOptions = _DEFAULTS) -> pa.Array:
     rb = row_bytes(arr)
     # Coarse first (controls and every non-ASCII byte, ~0.1 ns a byte), then the table lookup
     # on those bytes only: a pure-ASCII column costs one compare.
@@ -91,12 +99,12 @@ def _clean_column(arr: pa.Array, empty_is_null: bool) -> pa.Array:
     nonempty, first, last = rb.edge_bytes()
     padded = nonempty & ((first == 0x20) | (last == 0x20)) & ~special
     out = arr
-    if padded.any():
+    if padded.any() and opts.trim:
         # Trimming every row costs ~12 ns a value, less than a take + scatter of a subset.
         out = pc.ascii_trim(out, " ")
     if special.any():
         idx = pa.array(np.flatnonzero(special))
-        out = scatter(out, special, clean_text_values(arr.take(idx)))
+        out = scatter(out, special, clean_text_values(arr.take(idx), opts))
     if empty_is_null:
         # After cleaning a value may have become empty; check the cleaned lengths.
         empty = pc.equal(out, "")
@@ -122,6 +130,6 @@ def clean_strings(
         opts = plan.options if plan is not None else entity.field_options(field.name)
         empty_is_null = bool(opts.empty_is_null if opts.empty_is_null is not None
                              else entity.empty_is_null)
-        out = _clean_column(as_array(table.column(i)), empty_is_null)
+        out = _clean_column(as_array(table.column(i)), empty_is_null, opts)
         table = table.set_column(i, field.name, out)
     return RejectCollector(table, STAGE).result(table)

@@ -189,6 +189,37 @@ class SqlSource:
 
     # -- query building -----------------------------------------------------------------------
 
+    def _stored_as_text(self, ref: SourceRef, name: str) -> bool:
+        """True when the column may hold its numbers as text (so ``>`` would compare text)."""
+        if self._engine.dialect.name == "sqlite":
+            # SQLite's affinity rules: INT -> integer; CHAR/CLOB/TEXT -> text; BLOB or no
+            # type -> stored as given (text stays text); REAL/FLOA/DOUB, else -> numeric.
+            declared = self.columns(ref).get(name, "").upper()
+            if "INT" in declared:
+                return False
+            return any(t in declared for t in ("CHAR", "CLOB", "TEXT", "BLOB")) or not declared
+        typ = self._types.get(self._split(ref), {}).get(name)
+        return isinstance(typ, sa.String)
+
+    def _above(self, ref: SourceRef, col: Any, watermark: Any) -> Any:
+        """``col > watermark``; numerically when the watermark is a number.
+
+        A row version kept in a text column but declared a number (``type: NUMBER(19)``)
+        normalizes to an integer watermark; compared as text, ``'100' < '99'`` would skip
+        rows. Text that is not a number is left out on PostgreSQL (its cast would fail the
+        query); SQLite's CAST reads it as 0. Either way it was a reject when it was read.
+        """
+        numeric = isinstance(watermark, int | decimal.Decimal) and not isinstance(watermark, bool)
+        if not numeric or not self._stored_as_text(ref, col.name):
+            return col > self._bind(col, watermark)
+        bound = sa.cast(sa.bindparam(None, watermark), sa.Numeric())
+        if self._engine.dialect.name == "postgresql":
+            number = sa.case(
+                (col.op("~")(r"^\s*[+-]?[0-9]+(\.[0-9]*)?\s*$"), sa.cast(col, sa.Numeric())),
+            )
+            return number > bound
+        return sa.cast(col, sa.Numeric()) > bound
+
     def _keys(self, table: sa.TableClause, ref: SourceRef, key_fields: Sequence[str]) -> list[Any]:
         if not key_fields:
             raise SourceError(f"{self._where()}: table {ref.table!r}: no key fields given")
@@ -337,7 +368,7 @@ class SqlSource:
         extra: list[Any] = []
         if watermark_field is not None and watermark is not None:
             wm = self._col(table, ref, watermark_field, "watermark field")
-            extra.append(wm > self._bind(wm, watermark))
+            extra.append(self._above(ref, wm, watermark))
         cursor = lo
         while True:
             stmt = (

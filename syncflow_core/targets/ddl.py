@@ -18,17 +18,26 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import UserDefinedType
 
 __all__ = [
+    "UNCONSTRAINED_KEY",
+    "UNCONSTRAINED_SCALE",
     "ColumnType",
     "Kind",
     "TypeName",
     "from_arrow",
     "from_declared",
+    "from_field",
     "from_pg_catalog",
     "holds",
+    "narrowest_scale",
     "sa_type",
 ]
 
 Kind = Literal["int", "decimal", "float", "text", "bool", "date", "timestamptz", "timestamp"]
+
+UNCONSTRAINED_SCALE = 10
+"""Fractional digits an unconstrained NUMERIC reads back with (normalization's default)."""
+UNCONSTRAINED_KEY = b"syncflow.numeric"
+"""Arrow field metadata that asks for an unconstrained NUMERIC column (normalize.plan)."""
 
 # Decimal digits an integer of N bits needs (int64 max has 19 digits).
 _INT_DIGITS = {16: 5, 32: 10, 64: 19}
@@ -48,7 +57,10 @@ class ColumnType:
         if self.kind == "int":
             return {16: pa.int16(), 32: pa.int32()}.get(self.size, pa.int64())
         if self.kind == "decimal":
-            p = self.precision or 38
+            if not self.precision:
+                # Unconstrained NUMERIC: what normalization holds a bare NUMBER in.
+                return pa.decimal128(38, UNCONSTRAINED_SCALE)
+            p = self.precision
             return pa.decimal128(p, self.scale) if p <= 38 else pa.decimal256(p, self.scale)
         if self.kind == "float":
             return pa.float32() if self.size == 32 else pa.float64()
@@ -104,6 +116,31 @@ def from_arrow(t: pa.DataType, where: str = "column") -> ColumnType:
     if pa.types.is_timestamp(t):
         return ColumnType("timestamptz" if t.tz is not None else "timestamp")
     raise TypeError(f"{where}: Arrow type {t} has no SQL column type in SyncFlow targets")
+
+
+def from_field(f: pa.Field, where: str = "column") -> ColumnType:
+    """`from_arrow` of a field; a decimal flagged unconstrained becomes plain ``NUMERIC``."""
+    if pa.types.is_decimal(f.type) and f.metadata and \
+            f.metadata.get(UNCONSTRAINED_KEY) == b"unconstrained":
+        return ColumnType("decimal")
+    return from_arrow(f.type, where)
+
+
+def narrowest_scale(values: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray | pa.Array:
+    """Decimals cast to the smallest scale that keeps every value exact.
+
+    For unconstrained NUMERIC columns: PostgreSQL keeps the scale it is given, so integers
+    written at scale 10 would read ``10.0000000000``; at scale 0 they stay ``10``.
+    """
+    t = values.type
+    if not pa.types.is_decimal128(t) or t.scale <= 0:
+        return values
+    for scale in range(t.scale):
+        try:
+            return values.cast(pa.decimal128(min(38, t.precision), scale))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+    return values
 
 
 _DECL = re.compile(r"^\s*([A-Za-z ]+?)\s*(?:\(\s*(\d+)\s*(?:,\s*(-?\d+)\s*)?\))?\s*$")

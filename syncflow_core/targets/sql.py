@@ -2,7 +2,8 @@
 
 Writes only what the caller passes (inserts + updates, and key hashes to soft-delete); rows it
 is not given are never touched. SQLite uses one executemany of an ``ON CONFLICT`` upsert.
-Identifiers are validated (`config.IDENTIFIER`) and quoted by SQLAlchemy / psycopg; every value
+Names are validated (`names.check_name`: any text but control characters, outer spaces and
+more than 63 bytes, so ``Order Details`` works) and quoted by SQLAlchemy / psycopg; every value
 is a bound parameter. PostgreSQL writes take one of three routes, all inside the caller's
 transaction:
 
@@ -29,8 +30,9 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -46,7 +48,6 @@ from alembic.operations import Operations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from syncflow_core.config import IDENTIFIER
 from syncflow_core.errors import ConfigError, TargetError, TargetSchemaError
 from syncflow_core.identity import (
     BATCH_ID,
@@ -58,11 +59,20 @@ from syncflow_core.identity import (
     ROWVERSION,
     SYNCED_AT,
 )
+from syncflow_core.names import check_name
 from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
-from syncflow_core.targets.ddl import ColumnType, from_arrow, from_declared, from_pg_catalog, holds
+from syncflow_core.targets.ddl import (
+    ColumnType,
+    from_arrow,
+    from_declared,
+    from_field,
+    from_pg_catalog,
+    holds,
+    narrowest_scale,
+)
 from syncflow_core.targets.ddl import sa_type as _sa_type
 from syncflow_core.targets.engine import create_sql_engine
 
@@ -112,6 +122,30 @@ _JOIN_MEMORY = "64MB"
 _FILLFACTOR = 90
 
 
+_DDL_ATTEMPTS = 3
+_DDL_BACKOFF_SECONDS = 1.0
+
+
+def _lock_timed_out(exc: sa.exc.OperationalError) -> bool:
+    """PostgreSQL's lock_timeout (SQLSTATE 55P03) or SQLite's busy timeout."""
+    if isinstance(exc.orig, psycopg.errors.LockNotAvailable):
+        return True
+    return "database is locked" in str(exc.orig)
+
+
+def _require_keys(name: str, cols: Mapping[str, ColumnType], key_fields: Sequence[str]) -> None:
+    """A clear error when the configured key is not the existing table's (a renamed key)."""
+    missing = [k for k in key_fields if k not in cols]
+    if missing:
+        have = ", ".join(c for c in cols if c not in BRIDGE_COLUMNS)
+        raise TargetSchemaError(
+            f"table {name!r}: business key field(s) {missing} are not columns of the existing "
+            f"target table (it has: {have}). Was a key column renamed? Key hashes do not "
+            "depend on names: rename the target column to match (ALTER TABLE ... RENAME "
+            "COLUMN), or sync into a new target_table"
+        )
+
+
 class WriteCounts(NamedTuple):
     """Rows written by one `SqlTarget.write`."""
 
@@ -120,19 +154,21 @@ class WriteCounts(NamedTuple):
 
 
 def _ident(value: str, what: str) -> str:
-    if not isinstance(value, str) or not IDENTIFIER.match(value):
-        raise ConfigError(f"{what} {value!r} is not a valid identifier ([A-Za-z_][A-Za-z0-9_$]*)")
-    return value
+    try:
+        return check_name(value, what)
+    except ValueError as exc:
+        raise ConfigError(f"{exc} (not a valid name)") from None
 
 
 def _index_name(table: str, suffix: str) -> str:
     name = f"{table}_{suffix}"
-    if len(name) <= 63:
+    if len(name.encode("utf-8")) <= 63:
         return name
     import hashlib
 
     tag = hashlib.blake2b(table.encode(), digest_size=4).hexdigest()
-    return f"{table[: 62 - len(suffix) - 9]}_{tag}_{suffix}"
+    head = table.encode("utf-8")[: 62 - len(suffix) - 9].decode("utf-8", "ignore")
+    return f"{head}_{tag}_{suffix}"
 
 
 def _sqlite_ts(v: datetime) -> str:
@@ -223,8 +259,12 @@ def _to_arrow(values: Sequence[Any], ct: ColumnType) -> pa.Array:
 class SqlTarget:
     """Entity tables in one SQL database (SQLite file or PostgreSQL), optionally in a schema."""
 
-    def __init__(self, url: str, schema: str | None = None) -> None:
+    def __init__(
+        self, url: str, schema: str | None = None, *, ddl_lock_timeout: float = 10.0
+    ) -> None:
+        """``ddl_lock_timeout``: seconds one schema change waits for its table lock."""
         self.schema = None if schema is None else _ident(schema, "schema")
+        self.ddl_lock_timeout = ddl_lock_timeout
         self.engine: sa.Engine = create_sql_engine(url)
         self.dialect: str = self.engine.dialect.name
         if self.dialect not in ("sqlite", "postgresql"):
@@ -382,7 +422,7 @@ class SqlTarget:
                 continue  # hidden row ids never land; all-null columns wait for a real type
             _ident(f.name, "column")
             try:
-                desired[f.name] = from_arrow(f.type, f"table {name!r}: column {f.name!r}")
+                desired[f.name] = from_field(f, f"table {name!r}: column {f.name!r}")
             except TypeError as exc:
                 raise TargetSchemaError(str(exc)) from None
         for k in key_fields:
@@ -390,8 +430,36 @@ class SqlTarget:
                 raise TargetSchemaError(
                     f"table {name!r}: business key field {k!r} is not in the data's schema"
                 )
+        folded: dict[str, str] = {}
+        for col in desired:
+            other = folded.setdefault(col.lower(), col)
+            if other != col:  # SQLite (and SQL Server) would see one column twice
+                raise TargetSchemaError(
+                    f"table {name!r}: columns {other!r} and {col!r} differ only in case; "
+                    "rename one with a field mapping"
+                )
         for col, ct in _BRIDGE_DEFAULTS.items():
             desired.setdefault(col, ct)
+        for attempt in range(1, _DDL_ATTEMPTS + 1):
+            try:
+                self._apply_schema(name, desired, key_fields)
+                break
+            except sa.exc.OperationalError as exc:
+                if not _lock_timed_out(exc):
+                    raise
+                if attempt == _DDL_ATTEMPTS:
+                    raise TargetSchemaError(
+                        f"table {name!r}: a schema change (new or widened columns) waited "
+                        f"{self.ddl_lock_timeout:g} s for the table's lock {_DDL_ATTEMPTS} "
+                        "times: long-running readers or writers hold it. Retry later, or "
+                        "raise target.ddl_lock_timeout_seconds"
+                    ) from None
+                time.sleep(_DDL_BACKOFF_SECONDS * attempt)
+        self._types.pop(name, None)
+
+    def _apply_schema(
+        self, name: str, desired: dict[str, ColumnType], key_fields: Sequence[str]
+    ) -> None:
         with self.engine.begin() as conn:
             if self.dialect == "postgresql":
                 # Parallel runs of one entity's slices may all try to create/alter the table.
@@ -399,12 +467,16 @@ class SqlTarget:
                     sa.select(sa.func.pg_advisory_xact_lock(
                         sa.func.hashtext(f"syncflow-target:{self.schema}.{name}")))
                 )
+                # An ALTER waiting for its lock makes every new reader of the table queue
+                # behind it: wait a bounded time, then let go (and retry).
+                ms = str(max(1, int(self.ddl_lock_timeout * 1000)))
+                conn.execute(sa.select(sa.func.set_config("lock_timeout", ms, True)))
             existing = self._reflect(conn, name)
             if not existing:
                 self._create(conn, name, desired, key_fields)
             else:
+                _require_keys(name, existing, key_fields)
                 self._evolve(conn, name, existing, desired)
-        self._types.pop(name, None)
 
     def _create(
         self,
@@ -529,6 +601,7 @@ class SqlTarget:
         for k in key_fields:
             _ident(k, "business key field")
         cols = self._require(name)
+        _require_keys(name, cols, key_fields)
         table = self._table(name, cols)
         conds = []
         if lo is not None:
@@ -675,6 +748,7 @@ class SqlTarget:
         built at the end); the next sync calls this before it reads or writes the table.
         """
         cols = self._require(name)
+        _require_keys(name, cols, key_fields)
         table = self._table(name, cols)
         wanted = [
             sa.Index(_index_name(name, "bkh_uq"), table.c[KEY_HASH], unique=True),
@@ -732,6 +806,12 @@ class SqlTarget:
             raise ValueError(f"upserts for {name!r} lack {KEY_HASH}")
         if data.num_rows == 0:
             return data
+        # A column the source no longer has (dropped or renamed) is NULL in every row written
+        # from now on, as it is in the DATA hash those rows carry; rows not written keep what
+        # they had, and their stored hash still describes them.
+        for c, ct in cols.items():
+            if c not in data.column_names and c not in BRIDGE_COLUMNS:
+                data = data.append_column(c, pa.nulls(data.num_rows, ct.arrow()))
         keys = data.column(KEY_HASH)
         if keys.null_count:
             raise ValueError(f"upserts for {name!r}: {keys.null_count} rows without {KEY_HASH}")
@@ -745,7 +825,10 @@ class SqlTarget:
         for c in data.column_names:
             want = cols[c].arrow()
             try:
-                arrays.append(data.column(c).cast(want))
+                values = data.column(c).cast(want)
+                if cols[c].kind == "decimal" and not cols[c].precision:
+                    values = narrowest_scale(values)
+                arrays.append(values)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise TargetSchemaError(
                     f"table {name!r}: column {c!r} ({cols[c]}) cannot take the data's "

@@ -58,10 +58,14 @@ def test_rowversion_strategy_needs_a_field() -> None:
     assert "entity 'orders'" in msg and "rowversion_field" in msg
 
 
-def test_bad_strategy_and_bad_identifier() -> None:
+def test_bad_strategy_and_bad_name() -> None:
     assert "delta_strategy" in _error(_doc(delta_strategy="magic"))
-    msg = _error(_doc(business_key_fields=["order no; drop table x"]))
-    assert "entity 'orders': business_key_fields" in msg and "not a valid identifier" in msg
+    msg = _error(_doc(business_key_fields=["order\x00no"]))
+    assert "entity 'orders': business_key_fields" in msg and "control character" in msg
+    msg = _error(_doc(business_key_fields=["x" * 64]))
+    assert "entity 'orders': business_key_fields" in msg and "longer than 63 bytes" in msg
+    msg = _error(_doc(target_table="orders "))
+    assert "entity 'orders': target_table" in msg and "leading or trailing spaces" in msg
 
 
 def test_parent_ref_must_match_parent_key() -> None:
@@ -168,3 +172,56 @@ def test_source_column_check_knows_source_names_from_output_names() -> None:
     )
     with pytest.raises(ConfigError, match="fields: field 'order_no' is not a source column"):
         check_source_columns(bad, bad.entity("orders"), ["ORDER_NO", "ROWVER"])
+
+
+def test_two_entities_writing_one_table_are_refused() -> None:
+    msg = _error(_doc(target_table="customers"))
+    assert msg.startswith("syncflow.yaml: entity 'orders': target_table: 'customers'")
+    assert "also the target table of entity 'customers'" in msg
+
+
+def test_table_names_equal_up_to_case_are_one_table() -> None:
+    msg = _error(_doc(target_table="Customers"))
+    assert "entity 'orders': target_table: 'Customers'" in msg and "up to case" in msg
+
+
+def test_state_table_names_are_reserved() -> None:
+    msg = _error(_doc(target_table="sf_watermarks"))
+    assert "entity 'orders': target_table" in msg and "reserved for SyncFlow" in msg
+    doc = _doc()
+    doc["entities"]["sf_failed_records"] = doc["entities"].pop("customers")
+    assert "entity 'sf_failed_records': target_table" in _error(doc)
+
+
+def test_names_with_spaces_are_accepted_as_written() -> None:
+    cfg = parse_config(_doc(
+        source={"connection": "erp", "table": "dbo.Order Details"},
+        target_table="Order Details",
+        business_key_fields=["Order ID", "Product ID"],
+        fields={"Unit Price": {"type": "NUMBER(12,2)"}},
+    ))
+    orders = cfg.entity("orders")
+    assert orders.table_name == "Order Details"
+    assert orders.business_key_fields == ("Order ID", "Product ID")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "why"),
+    [
+        ("%d.%m.%Q", "unknown directive %Q"),
+        ("%d/%m/%Y %k", "unknown directive %k"),
+        ("%Y %j", "unknown directive %j"),  # Arrow's strptime ignores the day of year
+        ("dd.mm.yyyy", "has no % directive"),
+        ("%Y-%m-%d %H:%M:%S.%f %z", "%f must be the last directive"),
+    ],
+)
+def test_unknown_date_format_tokens_are_refused(fmt: str, why: str) -> None:
+    msg = _error(_doc(fields={"ORDER_DATE": {"date_formats": [fmt]}}))
+    assert "entity 'orders': fields.ORDER_DATE.date_formats" in msg and why in msg
+
+
+def test_unknown_locales_are_refused() -> None:
+    msg = _error(_doc(fields={"AMOUNT": {"locale": "xx_YY"}}))
+    assert "entity 'orders': fields.AMOUNT.locale" in msg and "unknown locale 'xx_YY'" in msg
+    for ok in ("de_DE", "en-US", "fr", "pt_BR"):
+        parse_config(_doc(fields={"AMOUNT": {"locale": ok}}))

@@ -12,6 +12,7 @@ from dagster import AssetKey, BackfillPolicy, Definitions, GraphDefinition, OpDe
 
 from syncflow_core.config import SyncFlowConfig
 from syncflow_core.slices import slice_keys
+from syncflow_dagster.checks import CHECKS, build_entity_checks
 from syncflow_dagster.definitions import build_definitions
 from syncflow_dagster.jobs import entity_job_name
 from syncflow_dagster.ops import ERP_POOL, STAGES
@@ -82,12 +83,16 @@ def test_partitions_are_the_slices_and_backfill_policy_follows_config(
         assert asset.backfill_policy == want
 
 
-def test_three_checks_per_entity(defs: Definitions, demo_config: SyncFlowConfig) -> None:
+def test_four_checks_per_entity(defs: Definitions, demo_config: SyncFlowConfig) -> None:
     graph = defs.resolve_asset_graph()
     checks = {(k.asset_key.path[-1], k.name) for k in graph.asset_check_keys}
     for name in demo_config.entities:
-        for check in ("reject_ratio", "unique_key_hash", "no_overdue_pending"):
+        for check in ("reject_ratio", "unique_key_hash", "no_overdue_pending",
+                      "background_retries"):
             assert (name, check) in checks
+        # Evaluated in one step per run (each step costs a sync run its own overhead).
+        (together,) = build_entity_checks(demo_config, demo_config.entity(name))
+        assert {k.name for k in together.check_keys} == set(CHECKS)
 
 
 def test_entity_jobs_carry_the_entity_run_tag(defs: Definitions,

@@ -45,6 +45,10 @@ def test_local_instance_queues_runs_one_per_entity(tmp_path: Path) -> None:
         assert config.run_queue_config is not None
         assert config.run_queue_config.should_block_op_concurrency_limited_runs
         assert str(tmp_path / "home") in instance.storage_directory()
+        # Run monitoring: runs that never start fail; the default launcher cannot resume.
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds == 300
+        assert instance.run_monitoring_max_resume_run_attempts == 0
     finally:
         instance.dispose()
 
@@ -66,6 +70,8 @@ def test_production_instance_uses_dagster_postgres_from_env(
         assert type(instance.event_log_storage).__name__ == "PostgresEventLogStorage"
         assert type(instance.run_coordinator).__name__ == "QueuedRunCoordinator"
         assert instance.get_runs() == []
+        assert instance.run_monitoring_enabled
+        assert instance.run_monitoring_start_timeout_seconds == 300
     finally:
         instance.dispose()
 

@@ -9,6 +9,7 @@ failed record after 5 backoff attempts.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
@@ -122,3 +123,20 @@ def test_lines_before_orders_then_sensor_resolves_them(demo_env: DemoEnv) -> Non
             assert any("ART-99999" in r["raw_row"] for r in expired)
         # None lost: every line is in the target, or a failed record.
         assert len(_line_keys(demo_env)) == len(lines)
+
+
+def test_first_tick_starts_from_now_not_from_history(demo_env: DemoEnv) -> None:
+    defs = build_definitions(demo_env.config)
+    with instance_for_test() as instance:
+        _materialize(defs, instance, "items", 1)  # history from before the sensor was on
+        first = _tick(defs, instance, None)
+        assert not first.run_requests  # type: ignore[attr-defined]
+        assert "from now on" in first.skip_message  # type: ignore[attr-defined]
+        latest = instance.fetch_materializations(AssetKey(["erp", "items"]), limit=1).records
+        assert json.loads(first.cursor) == {"items": latest[0].storage_id}  # type: ignore[attr-defined]
+        # Nothing new: nothing to do. A new parent materialization is seen at the next tick.
+        idle = _tick(defs, instance, first.cursor)  # type: ignore[attr-defined]
+        assert "no new materialization" in idle.skip_message  # type: ignore[attr-defined]
+        _materialize(defs, instance, "items", 1)
+        seen = _tick(defs, instance, first.cursor)  # type: ignore[attr-defined]
+        assert "parents materialized" in seen.skip_message  # type: ignore[attr-defined]
