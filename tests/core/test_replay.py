@@ -30,15 +30,15 @@ def _config(tmp_path: Path, date_formats: list[str]) -> SyncFlowConfig:
 
 def test_stored_raw_rows_load_once_the_config_reads_them(tmp_path: Path) -> None:
     (tmp_path / "items.csv").write_text(
-        "ITEM_NO,NAME,CREATED\nA1,Bolt,2024-01-31\nA2,Nut,2024/031\nA3,Washer,2024-02-01\n")
+        "ITEM_NO,NAME,CREATED\nA1,Bolt,2024-01-31\nA2,Nut,31-2024-01\nA3,Washer,2024-02-01\n")
     with Runtime.open(_config(tmp_path, ["%Y-%m-%d"])) as rt:
         counts = pipeline.sync_slice(rt, "items", "slice-01", "first")
         (record,) = rt.state.list_failed_records("items").to_pylist()
         # Replayed under the same config the row fails the same way: its record stays open.
         same = replay_failed(rt, "replay-same", entity="items")
         assert (same.closed, same.still_open, same.new_failures) == (0, 1, 0)
-    assert (counts.inserted, counts.rejected) == (2, 1) and "2024/031" in record["raw_row"]
-    with Runtime.open(_config(tmp_path, ["%Y-%m-%d", "%Y/%j"])) as rt:
+    assert (counts.inserted, counts.rejected) == (2, 1) and "31-2024-01" in record["raw_row"]
+    with Runtime.open(_config(tmp_path, ["%Y-%m-%d", "%d-%Y-%m"])) as rt:
         report = replay_failed(rt, "replay-fixed", entity="items")
         rows = {r["ITEM_NO"]: r for r in rt.target.read_table("items").to_pylist()}
         statuses = rt.state.list_failed_records("items", status=None).column("status")
