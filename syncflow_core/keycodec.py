@@ -11,6 +11,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
+from syncflow_core.utf8_check import RawText
+
 __all__ = ["decode_key", "dumps_key", "encode_key", "loads_key"]
 
 Key = tuple[Any, ...]
@@ -31,6 +33,8 @@ def _enc(v: Any) -> list[Any]:
         return ["T", v.isoformat()]
     if isinstance(v, date):
         return ["D", v.isoformat()]
+    if isinstance(v, RawText):  # before bytes: it is text whose bytes are not UTF-8
+        return ["r", v.hex()]
     if isinstance(v, bytes):
         return ["x", v.hex()]
     if isinstance(v, str):
@@ -56,6 +60,8 @@ def _dec(item: list[Any]) -> Any:
         return date.fromisoformat(text)
     if tag == "x":
         return bytes.fromhex(text)
+    if tag == "r":
+        return RawText(bytes.fromhex(text))
     if tag == "s":
         return str(text)
     raise ValueError(f"unknown key tag {tag!r}")

@@ -29,24 +29,26 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from syncflow_core.batch import Batch, StageResult
+from syncflow_core.batch import Batch
 from syncflow_core.config import EntityConfig, check_source_columns
 from syncflow_core.delta import IncomingIndex, classify, empty_stored, index_incoming
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
     KEY_HASH,
-    REF,
     ROWVERSION,
     identify,
 )
+from syncflow_core.key_scope import (
+    keys_unordered,
+    mark_keys_unordered,
+    normalize_keys,
+    reconcile_deletes,
+    stored_by_hash,
+    stray_count,
+)
 from syncflow_core.keycodec import decode_key, encode_key
 from syncflow_core.normalize import (
-    apply_mappings,
-    clean_strings,
-    coerce_types,
     normalize,
-    parse_datetimes,
-    parse_numbers,
 )
 from syncflow_core.parallel import (
     DEFAULT_MIN_ROWS,
@@ -60,7 +62,6 @@ from syncflow_core.parallel import (
 from syncflow_core.rejects import (
     REJECT_SCHEMA,
     ROW_ID,
-    empty_reject_specs,
     materialize_rejects,
     with_row_ids,
     without_row_ids,
@@ -68,8 +69,8 @@ from syncflow_core.rejects import (
 from syncflow_core.resolve import MAX_ATTEMPTS, next_retry_at, rows_from_json, split_by_parents
 from syncflow_core.runtime import Runtime
 from syncflow_core.slices import SliceBounds, plan_slices, slice_of
-from syncflow_core.sources.files import key_range_mask
 from syncflow_core.sources.sql import SqlSource
+from syncflow_core.utf8_check import RawText, scalar_value
 
 __all__ = [
     "Runtime",
@@ -163,8 +164,7 @@ def _source_keys(entity: EntityConfig) -> list[str]:
 
 
 def _key_of_row(table: pa.Table, fields: Sequence[str], index: int) -> tuple[Any, ...]:
-    row = table.select(list(fields)).slice(index, 1).to_pylist()[0]
-    return tuple(row[f] for f in fields)
+    return tuple(scalar_value(table.column(f), index) for f in fields)
 
 
 def _timed(durations: dict[str, float], stage: str) -> Callable[[], None]:
@@ -196,16 +196,15 @@ def _normalize_key(
     """A source key tuple as the target holds it (after the same normalization as the rows)."""
     if key is None or key == ():
         return key  # unbounded, or the bottom of the key space (an empty slice)
+    if any(isinstance(v, RawText) for v in key):
+        # Not UTF-8: its row is a failed record, and the bound has no cleaned form.
+        raise ConfigError(f"entity '{ent.name}': a slice bound is not valid UTF-8 text")
     src = _source_keys(ent)
     table = pa.Table.from_pylist([dict(zip(src, key, strict=True))])
-    types = {k: v for k, v in source_types.items() if k in src}
-    # Layers 1-4 as for the rows, then only the renames (other mappings need other columns).
-    result = StageResult(table, empty_reject_specs())
-    for layer in (coerce_types, clean_strings, parse_numbers, parse_datetimes):
-        result = layer(result.table, ent, types)
-    renames = [m for m in ent.field_mappings if m.op == "rename" and m.field in src]
-    result = apply_mappings(result.table, ent, mappings=renames)
-    if result.table.num_rows != 1:
+    result = normalize_keys(ent, source_types, src, table)
+    if result.table.num_rows != 1 or any(
+        result.table.column(k)[0].as_py() is None for k in ent.business_key_fields
+    ):
         raise ConfigError(
             f"entity '{ent.name}': slice bound {key!r} does not survive normalization"
         )
@@ -486,17 +485,25 @@ def _key_range(
     start: list[list[Any]] | None,
     end: list[list[Any]] | None,
 ) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None]:
-    """``(start, end]``, keys encoded as a batch's info keeps them, as the target holds keys."""
-    lo = _normalize_key(ent, source_types, decode_key(start))
-    hi = _normalize_key(ent, source_types, decode_key(end))
+    """``(start, end]``, keys encoded as a batch's info keeps them, as the target holds keys.
+
+    A bound that does not survive cleaning gives the empty range ``(None, ()]``: such a batch
+    reads what the target holds by key hash instead (see `syncflow_core.key_scope`).
+    """
+    try:
+        lo = _normalize_key(ent, source_types, decode_key(start))
+        hi = _normalize_key(ent, source_types, decode_key(end))
+    except ConfigError:
+        return None, ()
     return lo, hi
 
 
 def _stored_identities(
     rt: Runtime, ent: EntityConfig, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
 ) -> pa.Table:
-    """What the target holds in ``(lo, hi]``. Touches only the target (safe on a thread)."""
-    if rt.target.table_exists(ent.table_name):
+    """What the target holds in ``(lo, hi]``. Touches only the target and the state store
+    (safe on a thread); nothing for an unordered entity (`delta_batch` reads by key hash)."""
+    if rt.target.table_exists(ent.table_name) and not keys_unordered(rt, ent.name):
         return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     return empty_stored()
 
@@ -509,24 +516,28 @@ def delta_batch(
     *,
     stored: pa.Table | None = None,
     index: IncomingIndex | None = None,
+    bulk: bool = False,
 ) -> Batch:
     """Classify against what the target holds in the batch's key range.
 
     tables: ``upserts`` (with an op column i/u), ``deletes`` (key hashes), ``rejects``.
     ``stored``: the target's identities of that range when the caller read them already;
-    ``index``: `index_incoming` of the batch's rows when the caller built it already.
+    ``index``: `index_incoming` of the batch's rows when the caller built it already;
+    ``bulk``: a streamed first load (``stored`` is then taken as is, also for unordered keys).
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
     stop = _timed(durations, "delta")
     rows = batch.table("rows")
     lo, hi = _target_range(ent, batch)
-    _check_key_order(ent, rows, lo, hi)
-    if stored is None:
+    unordered = _keys_unordered(rt, ent, batch, rows, lo, hi)
+    if unordered and not bulk:  # exact, order-free: by key hash, deletes at the pass's end
+        stored = stored_by_hash(rt, ent, rows.column(KEY_HASH))
+    elif stored is None:
         stored = _stored_identities(rt, ent, lo, hi)
     result = classify(
         rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field,
-        complete_scope=True, index=index,
+        complete_scope=not unordered, index=index,
     )
     upserts = _concat(
         [
@@ -555,8 +566,28 @@ def delta_batch(
             "superseded": result.superseded,
             "rowversion_backwards": result.backwards,
             "rowversion_floor": floor,
+            "keys_unordered": unordered,
         },
     )
+
+
+def _keys_unordered(
+    rt: Runtime,
+    ent: EntityConfig,
+    batch: Batch,
+    rows: pa.Table,
+    lo: tuple[Any, ...] | None,
+    hi: tuple[Any, ...] | None,
+) -> bool:
+    """Whether this batch must take the order-free path (`syncflow_core.key_scope`); marks
+    the entity when this batch is the first to show that cleaning reorders its keys."""
+    if keys_unordered(rt, ent.name):
+        return True
+    lost_bounds = (lo, hi) == (None, ()) and batch.info["end"] != encode_key(())
+    if lost_bounds or stray_count(rows, ent.business_key_fields, lo, hi):
+        mark_keys_unordered(rt, ent.name)
+        return True
+    return False
 
 
 def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]) -> Any:
@@ -584,32 +615,6 @@ def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]
         return None
     highest = keyed.group_by("chunk").aggregate([("rv", "max")]).column("rv_max")
     return pc.min(highest).as_py()
-
-
-def _check_key_order(
-    ent: EntityConfig, rows: pa.Table, lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None
-) -> None:
-    """Refuse a batch whose cleaned keys leave the batch's cleaned key range.
-
-    Batches are cut in the source's key order; deletes are found in the target by the cleaned
-    range. If cleaning reorders keys (a number held as text: ' 1' < ' 12' < ' 2'), a range would
-    cover rows of other batches and soft-delete them. When every batch's rows stay inside their
-    own range, the ranges are disjoint and a stored key missing from its range is truly gone.
-    Checked on every batch, so the initial load (which has nothing to delete) already stops.
-    """
-    if not rows.num_rows or (lo is None and hi is None):
-        return
-    inside = key_range_mask(rows, ent.business_key_fields, lo, hi)
-    outside = rows.filter(pc.invert(inside))
-    if outside.num_rows:
-        example = outside.column(REF)[0].as_py() if REF in outside.column_names else "?"
-        raise ConfigError(
-            f"entity '{ent.name}': business_key_fields: normalization changes the order of the "
-            f"business key ({outside.num_rows} row(s) fall outside their batch's key range, "
-            f"e.g. {example}, range ({lo!r}, {hi!r}]); keys must keep their source order when "
-            "cleaned: declare a numeric key held as text as a number in the source (a view "
-            "with CAST), or key on an order-preserving column"
-        )
 
 
 def _parent_exists(rt: Runtime) -> Callable[[str, pa.Array], pa.Array]:
@@ -756,6 +761,13 @@ def load_batch(
                 status="paused" if paused else "running",
                 conn=sconn,
             )
+    deleted = int(getattr(counts, "deleted", len(deletes)))
+    reconcile = batch.info.get("keys_unordered") and ent.delta_strategy in ("hash", "full")
+    if complete and reconcile and not bulk:  # (a first load has nothing to delete)
+        # The pass over this slice is done: the deletes its batches could not find by range.
+        deleted += reconcile_deletes(
+            rt, ent, batch.info["source_types"], _source_keys(ent), run_id
+        )
     stop()
     return SyncCounts(
         fetched=fetched,
@@ -764,7 +776,7 @@ def load_batch(
         inserted=inserted,
         updated=updated,
         unchanged=int(batch.info.get("unchanged", 0)),
-        deleted=int(getattr(counts, "deleted", len(deletes))),
+        deleted=deleted,
         # One waiting row per (child, missing parent): count children, not pairs.
         pending=0 if pending is None else len(pc.unique(pending.column("key_hash"))),
         superseded=int(batch.info.get("superseded", 0)),
@@ -892,7 +904,8 @@ def _stream_slice(
                 index = index_incoming(batch.table("rows"), ent.rowversion_field)
                 known = stored.result()
                 batch.info["durations"]["delta"] = time.perf_counter() - waited
-                batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index)
+                batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index,
+                                    bulk=bulk)
                 batch = resolve_batch(rt, entity, batch)
                 counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk)
                 total.add(counts)

@@ -18,6 +18,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from syncflow_core.utf8_check import readable_text
+
 __all__ = [
     "REJECT_SCHEMA",
     "REJECT_SPEC_SCHEMA",
@@ -137,7 +139,12 @@ def materialize_rejects(
     ids = raw.column(ROW_ID)
     # Positions of the rejected ids within `raw` (ids need not be 0..n-1 after chunking).
     positions = pc.index_in(specs.column(ROW_ID), value_set=ids)
-    rows = raw.drop_columns([ROW_ID]).take(positions).to_pylist()
+    taken = raw.drop_columns([ROW_ID]).take(positions)
+    # Invalid UTF-8 (the reason for some of these rejects) cannot become Python text as is.
+    taken = pa.table(
+        [readable_text(c.combine_chunks()) for c in taken.columns], names=taken.column_names
+    )
+    rows = taken.to_pylist()
     raw_json = [
         json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False) for r in rows
     ]

@@ -9,6 +9,7 @@ name, log and report it.
 """
 
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from syncflow_dagster.translation import ENTITY_TAG, EntityAsset, entity_pool
 __all__ = [
     "COUNT_FIELDS",
     "ERP_POOL",
+    "PROGRESS_EVERY_SECONDS",
     "RESOURCE_KEY",
     "STAGES",
     "STREAM_IO_MANAGER_KEY",
@@ -94,20 +96,35 @@ def _target_metadata(rt: Runtime, table: str) -> dict[str, Any]:
     return meta
 
 
+PROGRESS_EVERY_SECONDS = 5.0
+"""At most one progress line per slice this often (each line is an event-log write)."""
+
+
 def _chunk_logger(context: OpExecutionContext, entity: str, key: str) -> Callable[[SyncCounts],
                                                                                    None]:
+    """Progress lines: every chunk's counts, summed since the last line, at most every
+    `PROGRESS_EVERY_SECONDS` and when the slice ends or pauses."""
     chunks = [0]
+    pending = [SyncCounts()]  # the counts not in a line yet
+    last = [time.monotonic()]
 
     def log(counts: SyncCounts) -> None:
         chunks[0] += 1
+        since = pending[0]
+        since.add(counts)
+        now = time.monotonic()
+        if now - last[0] < PROGRESS_EVERY_SECONDS and not (counts.complete or counts.paused):
+            return
         with log_context(chunk=chunks[0]):
             context.log.info(
-                f"{entity} {key} chunk {chunks[0]}: fetched={counts.fetched} "
-                f"inserted={counts.inserted} updated={counts.updated} "
-                f"unchanged={counts.unchanged} deleted={counts.deleted} "
-                f"rejected={counts.rejected} pending={counts.pending}; cursor committed"
-                + (" (slice done)" if counts.complete else "")
+                f"{entity} {key} through chunk {chunks[0]}: fetched={since.fetched} "
+                f"inserted={since.inserted} updated={since.updated} "
+                f"unchanged={since.unchanged} deleted={since.deleted} "
+                f"rejected={since.rejected} pending={since.pending}; cursor committed"
+                + (" (slice done)" if counts.complete else " (paused)" if counts.paused else "")
             )
+        pending[0] = SyncCounts()
+        last[0] = now
 
     return log
 

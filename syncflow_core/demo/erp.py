@@ -234,9 +234,9 @@ def _company(rng: random.Random) -> str:
 
 def _customer_code(number: int, rng: random.Random) -> str:
     code = f"C{number:06d}"
-    # CHAR(10) pads on the right. Never on the left: a key must keep its order when trimmed,
-    # or the pipeline refuses it (see pipeline._check_key_order). The draw keeps the seed's
-    # stream as it was.
+    # CHAR(10) pads on the right. Never on the left: a key that keeps its order when trimmed
+    # stays on the fast path (see syncflow_core.key_scope). The draw keeps the seed's stream
+    # as it was.
     rng.random()
     return code.ljust(10)
 

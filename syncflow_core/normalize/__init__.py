@@ -30,6 +30,7 @@ from syncflow_core.normalize.plan import (
     plan_fields,
 )
 from syncflow_core.normalize.strings import clean_strings
+from syncflow_core.normalize.utf8 import reject_invalid_utf8
 from syncflow_core.rejects import concat_reject_specs, with_row_ids
 
 __all__ = [
@@ -63,8 +64,9 @@ def normalize(
     """
     table = with_row_ids(table).combine_chunks()
     plans = plan_fields(table.schema, entity, source_types)
-    rejects = []
-    r = coerce_types(table, entity, plans=plans)
+    r = reject_invalid_utf8(table)  # before any kernel that would fail on the whole chunk
+    rejects = [r.rejects]
+    r = coerce_types(r.table, entity, plans=plans)
     rejects.append(r.rejects)
     r = clean_strings(r.table, entity, plans=plans)
     rejects.append(r.rejects)

@@ -343,6 +343,10 @@ def _parse_text(values: pa.Array, opts: FieldOptions,
     return res.out, res.absolute, res.failed
 
 
+_MIN_MICROS = -62_135_596_800 * 1_000_000  # 0001-01-01T00:00:00Z
+_MAX_MICROS = 253_402_300_799 * 1_000_000  # 9999-12-31T23:59:59Z
+
+
 def _parse_rest(values: pa.Array, rest: np.ndarray, opts: FieldOptions, ref_year: int,
                 res: _Parsed) -> np.ndarray:
     # Epochs (UTC by definition).
@@ -354,8 +358,13 @@ def _parse_rest(values: pa.Array, rest: np.ndarray, opts: FieldOptions, ref_year
         if len(pos):
             nums, failed = try_cast(values.take(pa.array(pos)), pa.int64())
             scale = 1_000_000 if unit == "s" else 1_000
-            micros, f2 = try_cast(pc.multiply_checked(nums, scale) if not failed.any()
-                                  else pc.multiply(nums, scale), pa.int64())
+            # Out of the years 1-9999 (a datetime's range) is no time: a reject, and no
+            # overflow of the whole chunk's multiply below.
+            lo, hi = _MIN_MICROS // scale, _MAX_MICROS // scale
+            out = pc.fill_null(pc.or_(pc.less(nums, lo), pc.greater(nums, hi)), False)
+            failed = failed | bool_mask(out)
+            nums = pc.if_else(out, pa.scalar(None, pa.int64()), nums)
+            micros, f2 = try_cast(pc.multiply(nums, scale), pa.int64())
             failed = failed | f2 | _implausible_epoch(micros)
             res.put(pos, micros.cast(NAIVE), failed, absolute=True)
             rest = np.setdiff1d(rest, pos, assume_unique=True)

@@ -179,7 +179,9 @@ class ApiSmithSource:
         return ref.endpoint
 
     @staticmethod
-    def _rechunk(pages: Iterator[dict[str, Any]], chunk_size: int) -> Iterator[pa.Table]:
+    def _rechunk(
+        pages: Iterator[dict[str, Any]], chunk_size: int, key_fields: Sequence[str] = ()
+    ) -> Iterator[pa.Table]:
         # Typed per chunk, not per page, so a chunk never mixes a page typed "double" with
         # one typed "string" for the same column (a column with both becomes text).
         names: list[str] = []
@@ -187,9 +189,13 @@ class ApiSmithSource:
         for body in pages:
             names = [str(c["name"]) for c in body["columns"]]
             rows.extend(body["rows"])
+            idx = [names.index(k) for k in key_fields if k in names]
             while len(rows) >= chunk_size:
-                yield rows_to_table(names, rows[:chunk_size])
-                del rows[:chunk_size]
+                cut = _run_cut(rows, idx, chunk_size)
+                if cut is None:
+                    break  # the last key's run may go on in the next page
+                yield rows_to_table(names, rows[:cut])
+                del rows[:cut]
         if rows:
             yield rows_to_table(names, rows)
 
@@ -224,7 +230,7 @@ class ApiSmithSource:
         if watermark_field is not None and watermark is not None:
             params["since_field"] = watermark_field
             params["since"] = _json(watermark)
-        yield from self._rechunk(self._pages(ref, params), chunk_size)
+        yield from self._rechunk(self._pages(ref, params), chunk_size, key_fields)
 
     def read_null_keys(
         self, ref: SourceRef, key_fields: Sequence[str], chunk_size: int
@@ -264,3 +270,16 @@ def _server_message(resp: httpx.Response) -> str:
             if body.get(k):
                 return str(body[k])[:500]
     return (resp.text or resp.reason_phrase or "").strip()[:500]
+
+
+def _run_cut(rows: Sequence[Sequence[Any]], idx: Sequence[int], size: int) -> int | None:
+    """Where the first chunk of ``rows`` ends: ``size`` rows and the rest of its last key's run
+    (a chunk never ends inside a run of equal keys); None when the run reaches the end of
+    ``rows`` and may go on."""
+    cut = size
+    if not idx:
+        return cut
+    last = [rows[cut - 1][i] for i in idx]
+    while cut < len(rows) and [rows[cut][i] for i in idx] == last:
+        cut += 1
+    return None if cut == len(rows) else cut

@@ -28,6 +28,7 @@ __all__ = [
     "KeyTuple",
     "Source",
     "boundary_positions",
+    "key_run_end",
     "rows_to_table",
     "value_text",
 ]
@@ -118,3 +119,20 @@ def rows_to_table(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> pa.Tab
     if rows and len(cols) != len(names):
         raise ValueError(f"rows have {len(cols)} values, expected {len(names)} columns")
     return pa.table({n: _column_array(list(c)) for n, c in zip(names, cols, strict=True)})
+
+
+def key_run_end(table: pa.Table, key_fields: Sequence[str], end: int) -> int:
+    """``end`` moved past every following row whose key equals row ``end - 1``'s.
+
+    A key-ordered chunk must never end inside a run of equal keys (a source without a unique
+    key): the next chunk starts *after* its last key and would skip the rest of the run.
+    Python values are compared only along the run (usually no row at all).
+    """
+    n = int(table.num_rows)
+    if end <= 0 or end >= n:
+        return min(max(end, 0), n)
+    keys = table.select(list(key_fields))
+    last = keys.slice(end - 1, 1).to_pylist()[0]
+    while end < n and keys.slice(end, 1).to_pylist()[0] == last:
+        end += 1
+    return end

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from syncflow_core.config import SourceRef
 from syncflow_core.errors import SourceError
-from syncflow_core.sources.base import KeyTuple, boundary_positions
+from syncflow_core.sources.base import KeyTuple, boundary_positions, key_run_end
 
 __all__ = ["FileSource", "key_range_mask"]
 
@@ -196,8 +196,11 @@ class FileSource:
                 )
             mask = pc.and_(mask, self._after_watermark(table, watermark_field, watermark))
         picked = table.filter(mask)
-        for start in range(0, picked.num_rows, chunk_size):
-            yield picked.slice(start, chunk_size)
+        start = 0
+        while start < picked.num_rows:
+            end = key_run_end(picked, key_fields, start + chunk_size)
+            yield picked.slice(start, end - start)
+            start = end
 
     def _after_watermark(self, table: pa.Table, field: str, watermark: Any) -> pa.ChunkedArray:
         col = table.column(field)

@@ -14,6 +14,7 @@ lossless text rather than failing or dropping values.
 from __future__ import annotations
 
 import contextlib
+import copy
 import decimal
 import queue
 import re
@@ -28,6 +29,7 @@ from sqlalchemy.engine import URL, Dialect
 
 from syncflow_core.config import SourceRef
 from syncflow_core.errors import SourceDatabaseError, SourceError
+from syncflow_core.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
 from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
 from syncflow_core.redaction import (
     guard_db_errors,
@@ -37,6 +39,7 @@ from syncflow_core.redaction import (
     translate_db_error,
 )
 from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
+from syncflow_core.utf8_check import RawText, scalar_value
 
 __all__ = ["SqlSource"]
 
@@ -96,13 +99,20 @@ class SqlSource:
             raise SourceError("source: the database URL does not parse (check its scheme and "
                               "that special characters in the password are %-encoded)") from None
         self._schema = schema
-        self._engine = sa.create_engine(self._url)
+        connect_args: dict[str, Any] = {}
+        if self._url.get_backend_name() == "postgresql":
+            # A SQL_ASCII database would otherwise hand the driver bytes instead of text (and
+            # SQLAlchemy fails on the server version at connect); bytes that are not UTF-8
+            # become failed records in normalization.
+            connect_args["client_encoding"] = "UTF8"
+        self._engine = sa.create_engine(self._url, connect_args=connect_args)
         self._use_adbc = use_adbc and self._adbc_uri() is not None
         self._adbc: Any = None
         self._columns: dict[tuple[str | None, str], dict[str, str]] = {}
         self._types: dict[tuple[str | None, str], dict[str, Any]] = {}
         # Columns the database itself declares NOT NULL (a primary key's, typically).
         self._not_null: dict[tuple[str | None, str], set[str]] = {}
+        self._traits: dict[tuple[str | None, str], KeyTraits] = {}
 
     # -- errors -------------------------------------------------------------------------------
 
@@ -172,12 +182,23 @@ class SqlSource:
         types = self._types.get((schema, name), {})
         return sa.table(name, *(sa.column(c, types.get(c)) for c in names), schema=schema)
 
-    @staticmethod
-    def _bind(col: Any, value: Any) -> Any:
+    def _bind(self, col: Any, value: Any) -> Any:
+        if isinstance(value, RawText):
+            # Text whose bytes are not UTF-8 (SQLite TEXT, a PostgreSQL SQL_ASCII database):
+            # bound as bytes and turned back into text with exactly those bytes.
+            raw: Any = sa.bindparam(None, bytes(value), type_=sa.LargeBinary())
+            if self._engine.dialect.name == "postgresql":
+                return sa.func.convert_from(raw, sa.literal_column("'SQL_ASCII'"))
+            return sa.cast(raw, sa.Text())
         param: Any = sa.bindparam(None, value)
         if isinstance(col.type, sa.types.NullType):
             return param
-        return sa.cast(param, col.type)
+        typ = col.type
+        if getattr(typ, "collation", None):
+            # The key side carries the paging collation; a second explicit one would clash.
+            typ = copy.copy(typ)
+            typ.collation = None
+        return sa.cast(param, typ)
 
     def _col(self, table: sa.TableClause, ref: SourceRef, name: str, role: str) -> Any:
         if name not in table.c:
@@ -225,10 +246,39 @@ class SqlSource:
             raise SourceError(f"{self._where()}: table {ref.table!r}: no key fields given")
         return [self._col(table, ref, k, "key field") for k in key_fields]
 
-    def _compare(self, cols: list[Any], bound: KeyTuple, op: str) -> Any:
+    def key_traits(self, ref: SourceRef) -> KeyTraits:
+        """The key columns' paging collations and the table's unique column sets (cached)."""
+        schema, name = self._split(ref)
+        cached = self._traits.get((schema, name))
+        if cached is not None:
+            return cached
+        self.columns(ref)  # a SourceError naming a missing table comes first
+        dialect = self._engine.dialect.name
+        try:
+            with self._engine.connect() as conn:
+                if dialect == "postgresql":
+                    traits = pg_key_traits(conn, schema, name)
+                elif dialect == "sqlite":
+                    traits = sqlite_key_traits(conn, schema, name)
+                else:
+                    traits = KeyTraits()  # paged in the column's own collation
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._error(ref.table or name, exc) from None
+        self._traits[(schema, name)] = traits
+        return traits
+
+    def _ordered(self, ref: SourceRef, cols: list[Any]) -> list[Any]:
+        """The key columns as paged (in binary order where an index or none allows it, see
+        `syncflow_core.key_order`)."""
+        collate = self.key_traits(ref).paging_collation([c.name for c in cols])
+        return [c.collate(collate[c.name]) if c.name in collate else c for c in cols]
+
+    def _compare(self, cols: list[Any], bound: KeyTuple, op: str, keys: list[Any]) -> Any:
+        """``keys op bound``: ``keys`` are the (collated) key expressions of columns ``cols``."""
         if len(bound) != len(cols):
             raise SourceError(f"key bound {bound!r} has {len(bound)} values, key has {len(cols)}")
         params = [self._bind(c, v) for c, v in zip(cols, bound, strict=True)]
+        cols = keys
         if len(cols) == 1:
             return cols[0] > params[0] if op == ">" else cols[0] <= params[0]
         if self._engine.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb", "oracle"):
@@ -244,12 +294,14 @@ class SqlSource:
             terms.append(sa.and_(*(c == p for c, p in zip(cols, params, strict=True))))
         return sa.or_(*terms)
 
-    def _range(self, cols: list[Any], lo: KeyTuple | None, hi: KeyTuple | None) -> list[Any]:
+    def _range(
+        self, cols: list[Any], keys: list[Any], lo: KeyTuple | None, hi: KeyTuple | None
+    ) -> list[Any]:
         conds: list[Any] = [c.is_not(None) for c in cols]
         if lo:  # None and () are both "no lower bound"
-            conds.append(self._compare(cols, tuple(lo), ">"))
+            conds.append(self._compare(cols, tuple(lo), ">", keys))
         if hi is not None:
-            conds.append(self._compare(cols, tuple(hi), "<="))
+            conds.append(self._compare(cols, tuple(hi), "<=", keys))
         return conds
 
     # -- execution ----------------------------------------------------------------------------
@@ -352,8 +404,11 @@ class SqlSource:
         watermark_field: str | None = None,
         watermark: Any = None,
         on_piece: Callable[[pa.Table], None] | None = None,
+        columns: Sequence[str] | None = None,
     ) -> Iterator[pa.Table]:
         """Key-ordered chunks of ``(lo, hi]`` by keyset pagination (see `Source.read`).
+
+        ``columns``: read only these (they must include the key fields); default all.
 
         ``on_piece`` (PostgreSQL) sees each chunk's rows in pieces while they arrive, before
         the chunk is yielded whole: work on the first rows can start during the read.
@@ -365,18 +420,26 @@ class SqlSource:
             return  # the empty range below every key
         table = self._table(ref)
         cols = self._keys(table, ref, key_fields)
+        keys = self._ordered(ref, cols)
+        unique = self.key_traits(ref).is_unique(key_fields)
         extra: list[Any] = []
         if watermark_field is not None and watermark is not None:
             wm = self._col(table, ref, watermark_field, "watermark field")
             extra.append(self._above(ref, wm, watermark))
+        limit: Any = sa.literal_column(str(int(chunk_size)))  # our int, not data
         cursor = lo
         while True:
-            stmt = (
-                sa.select(table)
-                .where(*self._range(cols, cursor, hi), *extra)
-                .order_by(*cols)
-                .limit(sa.literal_column(str(int(chunk_size))))  # our int, not data
-            )
+            conds = [*self._range(cols, keys, cursor, hi), *extra]
+            picked = [table.c[c] for c in columns] if columns else [table]
+            stmt = sa.select(*picked).where(*conds).order_by(*keys)
+            if unique:
+                stmt = stmt.limit(limit)
+            else:
+                # Keys may repeat: the chunk runs to its chunk_size-th row's key *and every
+                # row sharing it*, or `key > cursor` would skip the rest of that run.
+                last = self._nth_key(ref, table, cols, keys, conds, chunk_size)
+                if last is not None:
+                    stmt = stmt.where(self._compare(cols, last, "<=", keys))
             streamed = on_piece is not None and self.streams
             chunk = self._fetch(ref, stmt, on_piece if streamed else None)
             if chunk.num_rows == 0:
@@ -386,8 +449,30 @@ class SqlSource:
             yield chunk
             if chunk.num_rows < chunk_size:
                 return
-            last = chunk.num_rows - 1
-            cursor = tuple(chunk.column(k)[last].as_py() for k in key_fields)
+            last_row = chunk.num_rows - 1
+            cursor = tuple(scalar_value(chunk.column(k), last_row) for k in key_fields)
+
+    def _nth_key(
+        self,
+        ref: SourceRef,
+        table: sa.TableClause,
+        cols: list[Any],
+        keys: list[Any],
+        conds: list[Any],
+        n: int,
+    ) -> KeyTuple | None:
+        """The ``n``-th key (in paging order) of the rows matching ``conds``; None: fewer."""
+        stmt = (
+            sa.select(*cols)
+            .where(*conds)
+            .order_by(*keys)
+            .offset(sa.literal_column(str(int(n) - 1)))  # our ints, not data
+            .limit(sa.literal_column("1"))
+        )
+        got = self._fetch(ref, stmt)
+        if got.num_rows == 0:
+            return None
+        return tuple(scalar_value(got.column(i), 0) for i in range(len(cols)))
 
     def read_null_keys(
         self, ref: SourceRef, key_fields: Sequence[str], chunk_size: int
@@ -428,6 +513,7 @@ class SqlSource:
         """Boundaries at every ``count/n``-th key, in one ROW_NUMBER() pass after a count."""
         table = self._table(ref)
         cols = self._keys(table, ref, key_fields)
+        keys = self._ordered(ref, cols)
         present = [c.is_not(None) for c in cols]
         count_stmt = sa.select(sa.func.count().label("n")).select_from(table).where(*present)
         count = int(self._fetch(ref, count_stmt).column(0)[0].as_py())
@@ -435,7 +521,7 @@ class SqlSource:
         wanted = sorted({p for p in positions if p > 0})
         found: dict[int, KeyTuple] = {}
         if wanted:
-            rn = sa.func.row_number().over(order_by=cols).label("sf_rn")
+            rn = sa.func.row_number().over(order_by=keys).label("sf_rn")
             inner = sa.select(*cols, rn).where(*present).subquery("k")
             stmt = (
                 sa.select(*(inner.c[k] for k in key_fields), inner.c.sf_rn)
@@ -444,9 +530,10 @@ class SqlSource:
             )
             got = self._fetch(ref, stmt)
             rns = got.column(len(key_fields)).to_pylist()
-            keys = [got.column(i).to_pylist() for i in range(len(key_fields))]
             for j, r in enumerate(rns):
-                found[int(r)] = tuple(col[j] for col in keys)
+                found[int(r)] = tuple(
+                    scalar_value(got.column(i), j) for i in range(len(key_fields))
+                )
         return [found[p] if p > 0 else () for p in positions]
 
     def close(self) -> None:

@@ -46,7 +46,7 @@ def test_every_run_log_line_is_json_with_run_entity_and_slice(
         assert (line["run_id"], line["entity"], line["slice"]) == (
             result.run_id, "customers", "slice-02"), line
         assert line["batch_id"] == result.run_id
-    chunk_lines = [line for line in lines if "customers slice-02 chunk" in line["message"]]
+    chunk_lines = [line for line in lines if "customers slice-02 through chunk" in line["message"]]
     assert chunk_lines and all(line["chunk"] == 1 for line in chunk_lines)
     events = {line["event"] for line in lines}
     assert events >= {"STEP_START", "STEP_SUCCESS", "ASSET_MATERIALIZATION"}, events

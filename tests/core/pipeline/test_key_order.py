@@ -1,40 +1,71 @@
-"""A business key whose source order differs from its normalized order is refused loudly.
+"""Business keys whose cleaned order differs from the source's order load exactly.
 
-Keyset chunks are cut in the *source's* key order, while a chunk's deletes are found from the
-target's rows in the chunk's *normalized* key range. A numeric key held as text in the ERP
-(' 1' < ' 12' < ' 2' as text, 1 < 2 < 12 as numbers) would make a chunk's normalized range
-hold rows that other chunks carry, and soft-delete them although the source still has them.
-The pipeline checks every chunk and stops with a clear error instead (the first load already
-stops, before anything could be deleted).
+Keyset chunks are cut in the source's key order, while a chunk's deletes normally come from
+the target's rows in the chunk's cleaned key range. Leading spaces and control characters
+(``' z'`` before ``'a'`` in the source, after it once trimmed), a number held as text (' 12' <
+' 2') and a date held as ``DD.MM.YYYY`` text in a composite key all reorder keys. The pipeline
+notices the first such chunk, marks the entity unordered and from then on finds deletes
+without key ranges (`syncflow_core.key_scope`): nothing is refused, nothing wrongly deleted.
 """
 
 from __future__ import annotations
 
-import pytest
+from datetime import UTC, datetime
 
-from syncflow_core.errors import ConfigError
-from syncflow_core.runtime import Runtime
-from tests.core.pipeline.erp import Erp, make_config, sync_all
+from tests.core.pipeline.erp import Erp
+from tests.core.pipeline.keyed_source import check_sync_exact, keyed_entity
 
 
-def test_text_numeric_key_is_refused_before_any_false_delete(engine_urls: tuple[str, str]) -> None:
+def test_spaces_and_control_characters_in_text_keys(engine_urls: tuple[str, str]) -> None:
     src_url, tgt_url = engine_urls
     erp = Erp(src_url)
-    erp.execute('CREATE TABLE "EMPS" ("EMP_NO" TEXT, "NAME" TEXT)')
-    erp.execute(
-        'INSERT INTO "EMPS" VALUES (:e, :n)', [{"e": f" {e}", "n": f"E{e}"} for e in range(1, 14)]
-    )
-    ent = {
-        "source": {"connection": "erp", "table": "EMPS"},
-        "business_key_fields": ["EMP_NO"],
-        "fields": {"EMP_NO": {"type": "NUMBER(6)"}},
-        "slices": 1,
-        "chunk_size": 3,
+    erp.execute('CREATE TABLE "CODES" ("K" VARCHAR(20), "V" TEXT)')
+    # source key -> the key the target holds (trimmed, control characters removed)
+    rows = {
+        (" z1",): ("z1",), ("  y2",): ("y2",), ("a3",): ("a3",), ("b4 ",): ("b4",),
+        ("\tc5",): ("c5",), ("d\x016",): ("d6",), ("e7  ",): ("e7",), (" f8 ",): ("f8",),
+        ("g9",): ("g9",), ("\x02h10",): ("h10",), ("i11",): ("i11",), (" j12",): ("j12",),
+        ("k13",): ("k13",), ("l14\x03",): ("l14",), ("m15",): ("m15",), ("  n16",): ("n16",),
     }
-    cfg = make_config(src_url, tgt_url, {"emps": ent})
-    with Runtime.open(cfg, {}) as rt:
-        with pytest.raises(ConfigError, match="normalization changes the order"):
-            sync_all(rt, "emps", "run-1")
-        # Nothing was soft-deleted: whatever loaded before the check fired is live.
-        assert rt.target.row_count("emps", live_only=False) == rt.target.row_count("emps")
+    unordered = check_sync_exact(
+        erp, tgt_url, "CODES", keyed_entity("CODES", ["K"]), rows,
+        update=[(" z1",), ("a3",)], delete=[("  y2",), ("\tc5",), ("m15",)],
+        insert={(" a0",): ("a0",), ("zz",): ("zz",)},
+    )
+    assert unordered
+    erp.close()
+
+
+def test_numeric_key_held_as_text(engine_urls: tuple[str, str]) -> None:
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    erp.execute('CREATE TABLE "EMPS" ("EMP_NO" TEXT, "V" TEXT)')
+    rows = {(f" {e}",): (e,) for e in range(1, 20)}
+    unordered = check_sync_exact(
+        erp, tgt_url, "EMPS",
+        keyed_entity("EMPS", ["EMP_NO"], EMP_NO={"type": "NUMBER(6)"}), rows,
+        update=[(" 2",), (" 12",)], delete=[(" 1",), (" 10",), (" 19",)],
+        insert={(" 100",): (100,), (" 3000",): (3000,)},
+    )
+    assert unordered
+    erp.close()
+
+
+def test_text_date_inside_a_composite_key(engine_urls: tuple[str, str]) -> None:
+    src_url, tgt_url = engine_urls
+    erp = Erp(src_url)
+    erp.execute('CREATE TABLE "RATES" ("CUR" TEXT, "DAY" TEXT, "V" TEXT)')
+    # Oracle's DATE carries a time: the target holds midnight UTC.
+    days = [datetime(2023, m, d, tzinfo=UTC) for m in (1, 6, 12) for d in (1, 15, 28)]
+    rows = {(c, d.strftime("%d.%m.%Y")): (c, d) for c in ("EUR", "USD") for d in days}
+    unordered = check_sync_exact(
+        erp, tgt_url, "RATES",
+        keyed_entity("RATES", ["CUR", "DAY"],
+                     DAY={"type": "DATE", "date_formats": ["%d.%m.%Y"]}),
+        rows,
+        update=[("EUR", "15.06.2023")],
+        delete=[("USD", "01.01.2023"), ("EUR", "28.12.2023")],
+        insert={("CHF", "02.01.2024"): ("CHF", datetime(2024, 1, 2, tzinfo=UTC))},
+    )
+    assert unordered
     erp.close()

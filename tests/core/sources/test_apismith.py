@@ -211,3 +211,13 @@ def test_unreachable_server_is_retried_then_named() -> None:
     src = _src("http://127.0.0.1:9", max_retries=1)
     with pytest.raises(SourceError, match="gave up after 2 attempts: connection failed"):
         src.columns(REF)
+
+
+def test_a_chunk_never_ends_inside_a_run_of_equal_keys(api: tuple[_Api, str]) -> None:
+    # Keyed on region alone, 47 rows share 'EU' and 24 'US', over pages of 7: a chunk that
+    # ended inside a run would make the next read (after 'EU') skip the rest of it.
+    _, base = api
+    chunks = list(_src(base).read(REF, ["region"], None, None, 10))
+    regions = [set(c.column("region").to_pylist()) for c in chunks]
+    assert regions == [{"EU"}, {"US"}]
+    assert sum(c.num_rows for c in chunks) == 71

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from decimal import Decimal
@@ -115,3 +116,18 @@ def test_parquet_composite_slices_partition_the_file(
                 assert all(s.contains(k) for k in got)
                 seen.extend(got)
     assert seen == sorted(keys)
+
+
+def test_csv_duplicate_keys_are_never_split_over_two_chunks(tmp_path: Path) -> None:
+    # A chunk that ended inside a run of equal keys would make the next read, which starts
+    # after the chunk's last key, skip the rest of the run.
+    rows = ["a", "b", "b", "b", "c", "d", "d"]
+    body = "order_no;n\n" + "".join(f"{k};{i}\n" for i, k in enumerate(rows))
+    (tmp_path / "orders.csv").write_text(body, encoding="utf-8")
+    src = FileSource(str(tmp_path), csv_delimiter=";")
+    for size in (1, 2, 3):
+        chunks = [c.column("order_no").to_pylist() for c in
+                  src.read(CSV, ["order_no"], None, None, size)]
+        assert sorted(k for c in chunks for k in c) == rows
+        for before, after in itertools.pairwise(chunks):
+            assert before[-1] < after[0]
