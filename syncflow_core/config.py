@@ -253,6 +253,11 @@ class ParentRef(_Strict):
     """child field -> parent business-key field, in the parent's key order."""
     required: bool = True
     """A null child reference means "no parent" (nothing to wait for) unless required."""
+    optional: bool = False
+    """The child never waits for this parent: it loads with the reference as the source has
+    it, and the parent may arrive later. One optional reference in a cycle of parent_refs
+    (department.manager -> employees, employee.department -> departments) makes the cycle
+    loadable; a cycle of only waiting references is refused."""
 
 
 class SourceRef(_Strict):
@@ -292,6 +297,10 @@ class EntityConfig(_Strict):
     slices: int | None = Field(None, ge=1, le=1000)
     """Number of key-range partitions; defaults to ``schedule.days_to_complete``."""
     chunk_size: int = Field(50_000, ge=1)
+    reconcile_deletes_every: int = Field(1, ge=0)
+    """``rowversion`` only: every N-th completed pass of a slice ends with a keys-only read of
+    the slice's range that soft-deletes the keys gone from the source (0: never; deletes then
+    never reach the target). Default: every pass."""
     reject_ratio_limit: float = Field(0.05, ge=0.0, le=1.0)
     """A batch whose rejected share exceeds this fails loudly instead of loading."""
     backfill_policy: Literal["single_run", "multi_run"] = "multi_run"
@@ -451,8 +460,15 @@ class SyncFlowConfig(_Strict):
             raise ConfigError(f"{self.source_file}: no entity {name!r}") from None
 
     def parents_of(self, name: str) -> tuple[str, ...]:
-        """Parent entity names of ``name`` (self-references excluded)."""
-        return tuple(p.entity for p in self.entity(name).parent_refs if p.entity != name)
+        """Parent entities ``name`` waits for (self-references and optional references
+        excluded): its upstream assets."""
+        return tuple(
+            dict.fromkeys(
+                p.entity
+                for p in self.entity(name).parent_refs
+                if p.entity != name and not p.optional
+            )
+        )
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:
@@ -551,9 +567,13 @@ def _cross_checks(cfg: SyncFlowConfig) -> None:
                     f"key of '{ref.entity}' {list(want)} in order, got {list(got)}"
                 )
     _check_acyclic(cfg)
+    from syncflow_core.references import check_reference_types  # it reads normalize's plans
+
+    check_reference_types(cfg)
 
 
 def _check_acyclic(cfg: SyncFlowConfig) -> None:
+    """Refuse a cycle of waiting references (optional ones never wait, so they break it)."""
     seen: dict[str, int] = {}
 
     def visit(n: str, path: list[str]) -> None:
@@ -561,7 +581,9 @@ def _check_acyclic(cfg: SyncFlowConfig) -> None:
             return
         if seen.get(n) == 1:
             raise ConfigError(
-                f"{cfg.source_file}: entity '{n}': parent_refs: cycle {' -> '.join([*path, n])}"
+                f"{cfg.source_file}: entity '{n}': parent_refs: cycle "
+                f"{' -> '.join([*path, n])}: children in it would wait for each other "
+                "forever; mark one reference of the cycle 'optional: true'"
             )
         seen[n] = 1
         for p in cfg.parents_of(n):

@@ -12,7 +12,10 @@ Strategies:
 - ``rowversion``: a stored key is an update unless both row versions are non-null and equal
   (a version that cannot be compared is written rather than skipped); new is an insert. A
   version lower than the stored one is an update too, counted in ``backwards``. Never
-  deletes: a rowversion extract only returns rows above the watermark.
+  deletes here: a rowversion extract only returns rows above the watermark (deletes come from
+  the keys-only reconciliation at the end of a pass, `syncflow_core.reconcile`).
+
+Keys of rejected rows are never deletes (`spare_rejected`): the source still has them.
 
 In every strategy a key whose stored row is soft-deleted (``_bridge_deleted_at`` not null) is
 an update, even with unchanged data: it un-deletes the row. Deletes are only computed when the
@@ -63,6 +66,7 @@ __all__ = [
     "classify",
     "empty_stored",
     "index_incoming",
+    "spare_rejected",
 ]
 
 Strategy = Literal["full", "rowversion", "hash"]
@@ -515,3 +519,20 @@ def classify(
         live = gone.filter(pc.is_null(gone.column(DELETED_AT)))
         deletes = live.column(KEY_HASH).combine_chunks().cast(pa.string())
     return DeltaResult(inserts, updates, unchanged, deletes, rejects, superseded, backwards)
+
+
+def spare_rejected(
+    deletes: pa.Array | pa.ChunkedArray, rejected_keys: pa.Array | pa.ChunkedArray
+) -> pa.Array:
+    """``deletes`` without the keys of rejected rows (null keys ignored).
+
+    A row rejected in this batch (a bad value, a duplicate key) still exists in the source, so
+    its stored row is not a delete: the target keeps it as it was, beside an open failed record.
+    """
+    deletes = deletes.cast(pa.string())
+    if isinstance(deletes, pa.ChunkedArray):
+        deletes = deletes.combine_chunks()
+    if len(deletes) == 0 or len(rejected_keys) == 0:
+        return deletes
+    keep = pc.invert(pc.is_in(deletes, value_set=rejected_keys.cast(pa.string()).drop_null()))
+    return deletes.filter(keep)

@@ -31,7 +31,13 @@ import pyarrow.compute as pc
 
 from syncflow_core.batch import Batch
 from syncflow_core.config import EntityConfig, check_source_columns
-from syncflow_core.delta import IncomingIndex, classify, empty_stored, index_incoming
+from syncflow_core.delta import (
+    IncomingIndex,
+    classify,
+    empty_stored,
+    index_incoming,
+    spare_rejected,
+)
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
     KEY_HASH,
@@ -59,15 +65,27 @@ from syncflow_core.parallel import (
     prepare_part,
     start_pool,
 )
+from syncflow_core.reconcile import gone_keys, gone_waiting, reconcile_due, source_key_hashes
+from syncflow_core.references import check_reference_types
+from syncflow_core.reject_keys import keyed_rejects
 from syncflow_core.rejects import (
-    REJECT_SCHEMA,
     ROW_ID,
     materialize_rejects,
     with_row_ids,
     without_row_ids,
 )
-from syncflow_core.resolve import MAX_ATTEMPTS, next_retry_at, rows_from_json, split_by_parents
+from syncflow_core.resolve import (
+    WAITING_SCHEMA,
+    exhausted_children,
+    keep_schedule,
+    parent_missing_rejects,
+    retry_or_give_up,
+    rows_from_json,
+    split_by_parents,
+    waiting_children,
+)
 from syncflow_core.runtime import Runtime
+from syncflow_core.settle import settle_chunk
 from syncflow_core.slices import SliceBounds, plan_slices, slice_of
 from syncflow_core.sources.sql import SqlSource
 from syncflow_core.utf8_check import RawText, scalar_value
@@ -238,6 +256,8 @@ def _read_plan(
     ent = rt.entity(entity)
     source_types = rt.source(entity).columns(ent.source)
     check_source_columns(rt.config, ent, list(source_types))
+    if ent.parent_refs:
+        _check_reference_types(rt, ent, source_types)
     bounds = slice_of(ensure_slice_plan(rt, entity, save=save_plan), slice_key)
     cursor = rt.state.get_cursor(entity, slice_key)
     start = bounds.lo
@@ -260,6 +280,17 @@ def _read_plan(
         src_rv if watermark is not None else None,
     )
     return plan, start
+
+
+def _check_reference_types(rt: Runtime, ent: EntityConfig, types: Mapping[str, str]) -> None:
+    """A reference that could never match its parent's key hash is a config error, not a
+    child waiting forever (with the source's reflected types, see `references`)."""
+    reflected = {ent.name: types}
+    for ref in ent.parent_refs:
+        if ref.entity not in reflected:
+            parent = rt.entity(ref.entity)
+            reflected[ref.entity] = rt.source(ref.entity).columns(parent.source)
+    check_reference_types(rt.config, reflected, only=ent.name)
 
 
 def extract(
@@ -411,7 +442,7 @@ def normalize_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
     )
     rows = _concat([p.table for p in parts])
     specs = _concat([p.rejects for p in parts])
-    rejects = materialize_rejects(raw, specs, entity)
+    rejects = keyed_rejects(raw, specs, ent, batch.info["source_types"], _source_keys(ent))
     stop()
     return batch.with_({"rows": rows, "rejects": rejects}, durations=durations)
 
@@ -461,7 +492,9 @@ def prepare_batch(
         prepared = merge_results(fed.results())
     else:
         prepared = prepare_parallel(raw, ent, batch.info["source_types"])
-    rejects = materialize_rejects(raw, prepared.rejects, entity)
+    rejects = keyed_rejects(
+        raw, prepared.rejects, ent, batch.info["source_types"], _source_keys(ent)
+    )
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "raw"}
     out.update({"rows": prepared.table, "rejects": rejects})
@@ -546,7 +579,9 @@ def delta_batch(
         ]
     )
     dup_rejects = materialize_rejects(rows, result.rejects, entity)
-    deletes = pa.table({KEY_HASH: pa.array(result.deletes, pa.string())})
+    rejects = _concat([batch.table("rejects"), dup_rejects])
+    # A key whose row is rejected still exists in the source: its target row stays as it was.
+    deletes = pa.table({KEY_HASH: spare_rejected(result.deletes, rejects.column("key_hash"))})
     floor = _rowversion_floor(ent, rows, batch.info)
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "rows"}
@@ -554,7 +589,10 @@ def delta_batch(
         {
             "upserts": upserts,
             "deletes": deletes,
-            "rejects": _concat([batch.table("rejects"), dup_rejects]),
+            "rejects": rejects,
+            # Every key of the chunk that passed the delta (loads, unchanged or waits): the
+            # load closes their failed records and stale waiting rows.
+            "settled": pa.table({KEY_HASH: _settled_keys(rows, dup_rejects)}),
         }
     )
     return Batch(
@@ -588,6 +626,15 @@ def _keys_unordered(
         mark_keys_unordered(rt, ent.name)
         return True
     return False
+
+
+def _settled_keys(rows: pa.Table, dup_rejects: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """Keys of ``rows`` not rejected as duplicates (a superseded copy's key stays, its
+    winner loads)."""
+    keys = rows.column(KEY_HASH)
+    if dup_rejects.num_rows == 0:
+        return keys
+    return keys.filter(pc.invert(pc.is_in(keys, value_set=dup_rejects.column("key_hash"))))
 
 
 def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]) -> Any:
@@ -688,12 +735,17 @@ def load_batch(
     deletes = batch.table("deletes").column(KEY_HASH).combine_chunks()
     rejects = batch.table("rejects")
     pending = batch.tables.get("pending")
+    # A batch that did not come through `delta_batch` has no "settled": its loaded rows are.
+    settled = batch.tables["settled"].column(KEY_HASH) if "settled" in batch.tables else (
+        upserts.column(KEY_HASH) if KEY_HASH in upserts.column_names else pa.array([], pa.string())
+    )
     fetched = int(batch.info.get("fetched", 0))
     n_rejected = rejects.num_rows
     # Bad rows already on record (the ERP still holds them) do not count against this batch.
     n_new = n_rejected - rt.state.known_failed_records(rejects) if n_rejected else 0
     if fetched >= MIN_ROWS_FOR_RATIO and n_new > ent.reject_ratio_limit * fetched:
-        rt.state.add_failed_records(rejects, run_id)
+        # Marked: a retry of this batch finds them not yet accepted and is refused again.
+        rt.state.add_failed_records(rejects, run_id, gate_blocked=True, slice_key=slice_key)
         raise RejectRatioExceeded(
             f"entity '{entity}' {slice_key}: {n_new} of {fetched} rows newly rejected "
             f"({n_new / fetched:.1%} > limit {ent.reject_ratio_limit:.1%}); nothing loaded. "
@@ -727,19 +779,20 @@ def load_batch(
         seen_wm = rt.state.get_watermark(entity, pass_key)
     # Most loads have nothing waiting: skip the per-key pending cleanup then (1M keys ~15 s).
     had_pending = rt.state.pending_counts(entity).total > 0
+    if complete:
+        # The pass is over: also what left the source unseen (keys-only, `reconcile`).
+        deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
             ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i"),
             bulk=bulk,
         )
-        if n_rejected:
-            rt.state.add_failed_records(rejects, run_id, conn=sconn)
-        if pending is not None and pending.num_rows:
-            rt.state.upsert_pending(pending, conn=sconn)
-        if rows.num_rows and had_pending:
-            # A child that loads no longer waits (it may have been pending from an earlier run).
-            rt.state.delete_pending(entity, rows.column(KEY_HASH), conn=sconn)
+        # Failed records and waiting children agree with what was just written.
+        settle_chunk(
+            rt.state, entity, run_id, settled=settled, rejects=rejects, deletes=deletes,
+            pending=pending, had_pending=had_pending, conn=sconn, slice_key=slice_key,
+        )
         if complete:
             floor = min((v for v in (seen_wm, wm) if v is not None), default=None)
             best = max((v for v in (old_wm, floor) if v is not None), default=None)
@@ -785,6 +838,59 @@ def load_batch(
         complete=complete,
         durations=durations,
     )
+
+
+def _with_gone_keys(
+    rt: Runtime,
+    ent: EntityConfig,
+    slice_key: str,
+    batch: Batch,
+    deletes: pa.Array,
+    durations: dict[str, float],
+    had_pending: bool,
+) -> pa.Array:
+    """``deletes`` plus the keys gone from the source that no chunk could see: the slice's live
+    rowversion keys (when this pass reconciles, `reconcile.reconcile_due`), its waiting
+    children and the keys of its open failed records (closed by `settle`). One keys-only
+    read of the slice serves all three, and only when one needs it."""
+    cursor = rt.state.get_cursor(ent.name, slice_key)
+    rowversion = ent.delta_strategy == "rowversion" and reconcile_due(
+        ent, cursor.pass_no if cursor is not None else 1
+    )
+    failed = rt.state.open_failed_keys(ent.name, slice_key)
+    if not (rowversion or had_pending or len(failed)):
+        return deletes
+    if not rt.target.table_exists(ent.table_name):
+        return deletes
+    bounds = slice_of(ensure_slice_plan(rt, ent.name), slice_key)
+    if bounds.hi == ():
+        return deletes  # the empty range below every key
+    stop = _timed(durations, "reconcile")
+    types = batch.info["source_types"]
+    src_lo = None if not bounds.lo else bounds.lo
+    lo, hi = _normalize_key(ent, types, src_lo), _normalize_key(ent, types, bounds.hi)
+    present: list[pa.Array] = []
+
+    def source_keys() -> pa.Array:
+        if not present:  # read once, if at all
+            source = rt.source(ent.name)
+            present.append(
+                source_key_hashes(source, ent, types, _source_keys(ent), src_lo, bounds.hi)
+            )
+        return present[0]
+
+    parts = [deletes]
+    if rowversion:
+        parts.append(gone_keys(_stored_identities(rt, ent, lo, hi), source_keys))
+    if len(failed):
+        # Rows rejected in this slice whose key left the source: their records close.
+        parts.append(failed.filter(pc.invert(pc.is_in(failed, value_set=source_keys()))))
+    if had_pending:
+        schema = rt.target.arrow_schema(ent.table_name)
+        keys = pa.schema([schema.field(f) for f in ent.business_key_fields])
+        parts.append(gone_waiting(rt.state.due_pending(ent.name, None), keys, lo, hi, source_keys))
+    stop()
+    return _concat_arrays(parts).combine_chunks()
 
 
 def _pass_watermark_key(slice_key: str) -> str:
@@ -950,6 +1056,10 @@ def resolve_pending(
     exist load, the others keep their attempt count. Otherwise (the backoff retry) only children
     due by ``next_retry_at`` are tried, and each one still missing a parent uses an attempt;
     after `MAX_ATTEMPTS` it becomes a failed record with reason ``parent_missing``.
+
+    A child waits with one row per missing parent; it is tried once, as a whole (all its
+    references again), and ends in exactly one place: loaded, still waiting (its rows now
+    name the parents it still misses) or a failed record.
     """
     ent = rt.entity(entity)
     now = now or datetime.now(UTC)
@@ -959,74 +1069,63 @@ def resolve_pending(
     if waiting.num_rows == 0 or not rt.target.table_exists(ent.table_name):
         stop()
         return SyncCounts(durations=durations, complete=True)
+    children = waiting_children(waiting)
     target_schema = rt.target.arrow_schema(ent.table_name)
-    rows = rows_from_json(waiting.column("row_json"), _row_schema(target_schema))
-    rows = with_row_ids(rows)
-    split = split_by_parents(rows, ent, _parent_exists(rt))
+    rows = with_row_ids(rows_from_json(children.column("row_json"), _row_schema(target_schema)))
+    split = split_by_parents(rows, ent, _parent_exists(rt), now=now, run_id=run_id)
     loadable = split.loadable
-    # Only the newest waiting version per key loads (several may have queued for one key).
     stored = rt.target.identities_for(ent.table_name, loadable.column(KEY_HASH))
     result = classify(
         loadable, stored, "hash", rowversion_field=ent.rowversion_field, complete_scope=False
     )
     upserts = without_row_ids(_concat([result.inserts, result.updates]))
-    loaded_keys = loadable.column(KEY_HASH)
-    still = pc.invert(pc.is_in(waiting.column("key_hash"), value_set=loaded_keys.combine_chunks()))
-    still_waiting = waiting.filter(still)
-    failed = 0
+    rejects = materialize_rejects(rows, split.rejects, entity)
+    still = split.waiting
+    exhausted = WAITING_SCHEMA.empty_table()
+    if not parent_arrived:
+        still, exhausted = retry_or_give_up(still, children, now)
+    else:
+        still = keep_schedule(still, children)
+    if exhausted.num_rows:
+        rejects = _concat([rejects, parent_missing_rejects(entity, exhausted)])
+    done = pc.unique(_concat_arrays(
+        [loadable.column(KEY_HASH), rejects.column("key_hash"), exhausted.column("key_hash")]
+    ).drop_null())
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         rt.target.write(ent.table_name, upserts, pa.array([], pa.string()), run_id, now, tconn)
-        rt.state.delete_pending(entity, loaded_keys, conn=sconn)
-        if not parent_arrived and still_waiting.num_rows:
-            attempts = pc.add(still_waiting.column("attempts"), 1)
-            exhausted = pc.greater_equal(attempts, MAX_ATTEMPTS)
-            gone = still_waiting.filter(exhausted)
-            failed = gone.num_rows
-            if failed:
-                rt.state.add_failed_records(
-                    _parent_missing_rejects(entity, gone), run_id, conn=sconn
-                )
-                rt.state.delete_pending(entity, gone.column("key_hash"), conn=sconn)
-            retry = still_waiting.filter(pc.invert(exhausted))
-            for n in sorted(set(pc.add(retry.column("attempts"), 1).to_pylist())):
-                ids = retry.filter(pc.equal(pc.add(retry.column("attempts"), 1), n)).column("id")
-                rt.state.bump_pending(ids, next_retry_at(n, now), conn=sconn)
+        rt.state.delete_pending(entity, done, conn=sconn)
+        # Children still waiting: their rows now name exactly the parents they still miss.
+        rt.state.upsert_pending(still, conn=sconn)
+        if not parent_arrived and still.num_rows:
+            bumped = waiting.filter(pc.is_in(waiting.column("key_hash"), still.column("key_hash")))
+            rt.state.bump_pending_children(entity, pc.unique(bumped.column("key_hash")),
+                                           conn=sconn)
+        rt.state.close_failed_records(entity, loadable.column(KEY_HASH), run_id, conn=sconn)
+        if rejects.num_rows:
+            rt.state.add_failed_records(rejects, run_id, conn=sconn)
     stop()
+    n_still = len(pc.unique(still.column("key_hash")))
     return SyncCounts(
         resolved=upserts.num_rows + result.unchanged,
         inserted=result.inserts.num_rows,
         updated=result.updates.num_rows,
         unchanged=result.unchanged,
-        pending=still_waiting.num_rows - failed,
-        parent_missing=failed,
+        rejected=rejects.num_rows - exhausted_children(exhausted),
+        pending=n_still,
+        parent_missing=exhausted_children(exhausted),
         complete=True,
         durations=durations,
     )
 
 
+def _concat_arrays(arrays: Sequence[pa.Array | pa.ChunkedArray]) -> pa.ChunkedArray:
+    chunks: list[pa.Array] = []
+    for a in arrays:
+        a = a.cast(pa.string())
+        chunks.extend(a.chunks if isinstance(a, pa.ChunkedArray) else [a])
+    return pa.chunked_array(chunks, pa.string())
+
+
 def _row_schema(target_schema: pa.Schema) -> pa.Schema:
     drop = {"_bridge_batch_id", "_bridge_synced_at", "_bridge_deleted_at"}
     return pa.schema([f for f in target_schema if f.name not in drop])
-
-
-def _parent_missing_rejects(entity: str, gone: pa.Table) -> pa.Table:
-    n = gone.num_rows
-    msgs = [
-        f"parent {p}{k} never arrived after {MAX_ATTEMPTS} attempts"
-        for p, k in zip(
-            gone.column("parent_entity").to_pylist(),
-            gone.column("parent_key").to_pylist(),
-            strict=True,
-        )
-    ]
-    return pa.table(
-        [
-            pa.array([entity] * n, pa.string()),
-            pa.array(["resolve"] * n, pa.string()),
-            pa.array(["parent_missing"] * n, pa.string()),
-            pa.array(msgs, pa.string()),
-            pa.nulls(n, pa.string()),
-            gone.column("row_json").cast(pa.string()),
-        ],
-        schema=REJECT_SCHEMA,
-    )

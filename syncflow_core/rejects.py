@@ -51,6 +51,9 @@ REJECT_SCHEMA = pa.schema(
         pa.field("message", pa.string(), nullable=False),
         pa.field("bridge_ref", pa.string()),
         pa.field("raw_row", pa.string(), nullable=False),
+        # The row's BK_HASH where its key could be read (see `syncflow_core.reject_keys`):
+        # a key whose row is rejected keeps its target row and is never soft-deleted.
+        pa.field("key_hash", pa.string()),
     ]
 )
 
@@ -126,11 +129,14 @@ def materialize_rejects(
     specs: pa.Table,
     entity: str,
     bridge_refs: pa.Array | pa.ChunkedArray | None = None,
+    key_hashes: pa.Array | pa.ChunkedArray | None = None,
 ) -> pa.Table:
     """Turn reject specs into records carrying the raw source row as JSON.
 
-    ``raw`` is the input as the source sent it, with `ROW_ID`; ``bridge_refs`` (aligned with
-    ``specs``) may give each rejected row's `_bridge_ref` when it is known.
+    ``raw`` is the input as the source sent it, with `ROW_ID`; ``bridge_refs`` and
+    ``key_hashes`` (aligned with ``specs``) may give each rejected row's `_bridge_ref` and
+    `_bridge_key_hash` when they are known; when not given they are taken from ``raw``'s own
+    ``_bridge_ref``/``_bridge_key_hash`` columns if it has them (an identified batch).
     """
     if specs.num_rows == 0:
         return REJECT_SCHEMA.empty_table()
@@ -148,15 +154,31 @@ def materialize_rejects(
     raw_json = [
         json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False) for r in rows
     ]
-    refs = bridge_refs if bridge_refs is not None else pa.nulls(specs.num_rows, pa.string())
+    n = specs.num_rows
+    if bridge_refs is None:
+        bridge_refs = _own(raw, _REF, positions, n)
+    if key_hashes is None:
+        key_hashes = _own(raw, _KEY_HASH, positions, n)
     return pa.table(
         [
             pa.array([entity] * specs.num_rows, pa.string()),
             specs.column("stage"),
             specs.column("error_code"),
             specs.column("message"),
-            refs,
+            bridge_refs.cast(pa.string()),
             pa.array(raw_json, pa.string()),
+            key_hashes.cast(pa.string()),
         ],
         schema=REJECT_SCHEMA,
     )
+
+
+# Spelled here, not imported: identity imports this module.
+_REF = "_bridge_ref"
+_KEY_HASH = "_bridge_key_hash"
+
+
+def _own(raw: pa.Table, name: str, positions: pa.Array, n: int) -> pa.Array | pa.ChunkedArray:
+    if name in raw.column_names:
+        return raw.column(name).take(positions)
+    return pa.nulls(n, pa.string())

@@ -17,6 +17,9 @@ Rules (`split_by_parents`):
   lookup, e.g. the target's ``existing_keys``). For a *self*-reference (the parent entity is
   the entity itself) a parent in the same batch counts too, provided that parent row is itself
   loadable; chains and cycles inside one batch load together.
+- An ``optional: true`` reference is never waited for: the child loads with the reference as
+  the source has it, and the parent may arrive later (this is what makes a cycle of
+  references loadable: department.manager -> employees, employee.department -> departments).
 - A child that needs several parents loads only when all of them are present. It waits with
   one `WAITING_SCHEMA` row per missing parent (the ``pending_children`` layout), so the parent
   sensor can find it by ``(parent_entity, parent_key_hash)``.
@@ -48,7 +51,13 @@ from syncflow_core.config import EntityConfig, ParentRef
 from syncflow_core.errors import ConfigError
 from syncflow_core.identity import KEY_HASH, REF, key_hashes
 from syncflow_core.keycodec import dumps_key
-from syncflow_core.rejects import ROW_ID, concat_reject_specs, empty_reject_specs, reject_specs
+from syncflow_core.rejects import (
+    REJECT_SCHEMA,
+    ROW_ID,
+    concat_reject_specs,
+    empty_reject_specs,
+    reject_specs,
+)
 
 __all__ = [
     "MAX_ATTEMPTS",
@@ -59,13 +68,18 @@ __all__ = [
     "ParentExists",
     "ResolveSplit",
     "backoff_delay",
+    "exhausted_children",
     "is_exhausted",
+    "keep_schedule",
     "next_retry_at",
     "parent_key_columns",
+    "parent_missing_rejects",
     "retry_horizon",
+    "retry_or_give_up",
     "rows_from_json",
     "rows_to_json",
     "split_by_parents",
+    "waiting_children",
 ]
 
 STAGE = "resolve"
@@ -242,11 +256,15 @@ def _prepare(
     sub = _reference_table(rows, entity, ref, types)
     nulls = [pc.is_null(c).combine_chunks() for c in sub.columns]
     any_null, all_null = _any(nulls, n), _all(nulls, n)
-    bad = any_null if ref.required else pc.and_(any_null, pc.invert(all_null))
+    # An optional reference is never waited for, so a null in it is no reason to reject.
+    must = ref.required and not ref.optional
+    bad = any_null if must else pc.and_(any_null, pc.invert(all_null))
     hashes = key_hashes(sub, sub.column_names).combine_chunks() if n else pa.array([], pa.string())
     hashes = pc.if_else(bad, pa.scalar(None, pa.string()), hashes)
     distinct = pc.unique(hashes.drop_null())
-    if len(distinct):
+    if ref.optional:
+        in_target = pa.array([True] * n, pa.bool_())  # loads now; the parent may come later
+    elif len(distinct):
         found = parent_exists(ref.entity, distinct)
         if len(found) != len(distinct):
             raise ValueError(
@@ -281,7 +299,7 @@ def _null_ref_messages(
     for i, bridge_ref in enumerate(refs):
         names = [child_cols[j] for j in range(len(child_cols)) if nulls[j][i] is None]
         who = f"{bridge_ref}: " if bridge_ref else ""
-        need = "required " if ref.required else "partly null composite "
+        need = "required " if ref.required and not ref.optional else "partly null composite "
         msgs.append(
             f"{who}{need}reference to '{ref.entity}' has null in field(s) "
             f"{', '.join(repr(c) for c in names)}"
@@ -390,6 +408,110 @@ def _waiting_rows(
             )
         )
     return pa.concat_tables(parts) if parts else WAITING_SCHEMA.empty_table()
+
+
+# --------------------------------------------------------------------- waiting children
+
+
+def waiting_children(waiting: pa.Table) -> pa.Table:
+    """One row per waiting child of ``waiting`` (`state.store.PENDING_SCHEMA` rows).
+
+    A child missing several parents waits with one row per missing parent; all of them carry
+    the same child row (the store replaces a child's rows together). Columns: ``key_hash``,
+    ``row_json`` (of the child's first row), ``attempts`` (the highest) and ``next_retry_at``
+    (the earliest), in order of first appearance.
+    """
+    keys = waiting.column("key_hash").combine_chunks()
+    distinct = pc.unique(keys)
+    first = pc.index_in(distinct, value_set=keys)
+    agg = waiting.select(["key_hash", "attempts", "next_retry_at"]).group_by("key_hash").aggregate(
+        [("attempts", "max"), ("next_retry_at", "min")]
+    )
+    pos = pc.index_in(distinct, value_set=agg.column("key_hash"))
+    return pa.table(
+        {
+            "key_hash": distinct,
+            "row_json": waiting.column("row_json").take(first),
+            "attempts": agg.column("attempts_max").take(pos),
+            "next_retry_at": agg.column("next_retry_at_min").take(pos),
+        }
+    )
+
+
+def _per_child(still: pa.Table, children: pa.Table, column: str) -> pa.ChunkedArray:
+    pos = pc.index_in(still.column("key_hash"), value_set=children.column("key_hash"))
+    return children.column(column).take(pos)
+
+
+def keep_schedule(still: pa.Table, children: pa.Table) -> pa.Table:
+    """``still`` (`WAITING_SCHEMA`) with each child's retry time as it was (a parent arrived:
+    no attempt is used)."""
+    if still.num_rows == 0:
+        return still
+    field = WAITING_SCHEMA.field("next_retry_at")
+    due = _per_child(still, children, "next_retry_at").cast(field.type)
+    return still.set_column(still.schema.get_field_index("next_retry_at"), field, due)
+
+
+def retry_or_give_up(
+    still: pa.Table, children: pa.Table, now: datetime
+) -> tuple[pa.Table, pa.Table]:
+    """A backoff retry found ``still`` (`WAITING_SCHEMA`) children missing parents: each uses an
+    attempt. Returns (those that wait on, with their next retry time; those out of attempts).
+    ``children`` is `waiting_children` of the rows the retry started from."""
+    if still.num_rows == 0:
+        return still, WAITING_SCHEMA.empty_table()
+    attempts = pc.add(_per_child(still, children, "attempts"), 1)
+    out = pc.greater_equal(attempts, MAX_ATTEMPTS)
+    keep = pc.invert(out)
+    retry_at = [next_retry_at(int(a), now) for a in attempts.filter(keep).to_pylist()]
+    on = still.filter(keep)
+    i = on.schema.get_field_index("next_retry_at")
+    on = on.set_column(
+        i, WAITING_SCHEMA.field("next_retry_at"), pa.array(retry_at, pa.timestamp("us", tz="UTC"))
+    )
+    return on, still.filter(out)
+
+
+def exhausted_children(exhausted: pa.Table) -> int:
+    """How many children the `WAITING_SCHEMA` rows ``exhausted`` hold."""
+    return len(pc.unique(exhausted.column("key_hash"))) if exhausted.num_rows else 0
+
+
+def parent_missing_rejects(entity: str, exhausted: pa.Table) -> pa.Table:
+    """One ``parent_missing`` reject (`rejects.REJECT_SCHEMA`) per child out of attempts, naming
+    every parent it still missed; the raw row is the child row as it waited."""
+    by_child: dict[str, list[str]] = {}
+    first: dict[str, int] = {}
+    # Per child, not per row of data: a few waiting children at most per retry.
+    for i, (k, p, pk) in enumerate(
+        zip(
+            exhausted.column("key_hash").to_pylist(),
+            exhausted.column("parent_entity").to_pylist(),
+            exhausted.column("parent_key").to_pylist(),
+            strict=True,
+        )
+    ):
+        first.setdefault(k, i)
+        by_child.setdefault(k, []).append(f"{p}{pk}")
+    take = pa.array(list(first.values()), pa.int64())
+    msgs = [
+        f"parent {', '.join(ps)} never arrived after {MAX_ATTEMPTS} attempts"
+        for ps in by_child.values()
+    ]
+    n = len(first)
+    return pa.table(
+        [
+            pa.array([entity] * n, pa.string()),
+            pa.array([STAGE] * n, pa.string()),
+            pa.array([PARENT_MISSING] * n, pa.string()),
+            pa.array(msgs, pa.string()),
+            exhausted.column("bridge_ref").take(take).cast(pa.string()),
+            exhausted.column("row_json").take(take).cast(pa.string()),
+            pa.array(list(first), pa.string()),
+        ],
+        schema=REJECT_SCHEMA,
+    )
 
 
 # ------------------------------------------------------------------------------ row JSON

@@ -20,6 +20,7 @@ from dagster import (
     AssetMaterialization,
     AssetRecordsFilter,
     DefaultSensorStatus,
+    EventLogRecord,
     Failure,
     JobDefinition,
     MetadataValue,
@@ -58,7 +59,8 @@ EVENTS_PER_TICK = 1000
 
 
 def _watched_parents(entity: EntityConfig) -> list[str]:
-    return list(dict.fromkeys(ref.entity for ref in entity.parent_refs))
+    # Nothing waits for an optional reference's parent.
+    return list(dict.fromkeys(ref.entity for ref in entity.parent_refs if not ref.optional))
 
 
 def resolution_job_name(entity: EntityConfig) -> str:
@@ -162,8 +164,10 @@ def _parent_arrival(
                 limit=EVENTS_PER_TICK,
                 ascending=True,
             )
-            # Resolution runs log materializations of the child too; they are no parent event.
-            records = [r for r in result.records if not _is_resolution(context, r.run_id)]
+            # A parent's resolution run that loaded rows is a parent arrival like a sync (its
+            # loaded rows may be what children wait for); one that loaded nothing is not, or a
+            # self-referencing entity would resolve itself forever.
+            records = [r for r in result.records if not _loaded_nothing(context, r)]
             if result.records:
                 cursor[parent] = result.records[-1].storage_id
             if records:
@@ -205,6 +209,17 @@ def _parent_arrival(
     )(fn)
 
 
+def _loaded_nothing(context: SensorEvaluationContext, record: EventLogRecord) -> bool:
+    """A materialization by a resolution run that loaded no row."""
+    run = context.instance.get_run_by_id(record.run_id)
+    if run is None or RESOLVE_MODE_TAG not in run.tags:
+        return False
+    mat = record.asset_materialization
+    loaded = mat.metadata.get("resolved") if mat is not None else None
+    value = getattr(loaded, "value", None)
+    return not isinstance(value, int) or value == 0
+
+
 def _latest_storage_ids(
     context: SensorEvaluationContext, config: SyncFlowConfig, parents: list[str]
 ) -> dict[str, int]:
@@ -218,11 +233,6 @@ def _latest_storage_ids(
         if latest:
             out[parent] = latest[0].storage_id
     return out
-
-
-def _is_resolution(context: SensorEvaluationContext, run_id: str) -> bool:
-    run = context.instance.get_run_by_id(run_id)
-    return run is not None and RESOLVE_MODE_TAG in run.tags
 
 
 def _pending_retry(entity: EntityConfig, resolution: JobDefinition) -> SensorDefinition:

@@ -536,6 +536,25 @@ class SqlSource:
                 )
         return [found[p] if p > 0 else () for p in positions]
 
+    def read_keys(
+        self,
+        ref: SourceRef,
+        key_fields: Sequence[str],
+        lo: KeyTuple | None,
+        hi: KeyTuple | None,
+    ) -> pa.Table:
+        """Only the key columns of every row in ``(lo, hi]``, in one unordered query.
+
+        What the keys-only delete reconciliation reads: no other column, no sort, no paging.
+        """
+        if hi == ():
+            return pa.table({k: pa.array([], pa.string()) for k in key_fields})
+        table = self._table(ref)
+        cols = self._keys(table, ref, key_fields)
+        # The slice's bounds in the order the slice was paged in (`syncflow_core.key_order`).
+        keys = self._ordered(ref, cols)
+        return self._fetch(ref, sa.select(*cols).where(*self._range(cols, keys, lo, hi)))
+
     def close(self) -> None:
         """Close the ADBC connection and dispose of the engine's pool."""
         if self._adbc is not None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 import uuid6
 from alembic import command
@@ -80,6 +81,10 @@ FAILED_RECORD_SCHEMA = pa.schema(
         ("last_run_id", pa.string()),
         ("occurrences", pa.int64()),
         ("status", pa.string()),
+        ("key_hash", pa.string()),
+        ("closed_at", _TS),
+        ("closed_run_id", pa.string()),
+        ("slice_key", pa.string()),
     ]
 )
 
@@ -544,28 +549,41 @@ class StateStore:
         """How many of ``rejects`` are already recorded (the same bad row seen in an earlier run).
 
         A bad row the ERP still holds comes back every sync (rowversion strategies re-read it
-        until it loads); the reject ratio of a batch counts only what is new.
+        until it loads); the reject ratio of a batch counts only what is new. A record written
+        by a batch the reject-ratio gate refused (``gate_blocked``) is not on record: the
+        retry of that batch must be refused as well, not pass because its rejects are known.
         """
         if rejects.num_rows == 0:
             return 0
-        cols = [rejects.column(n).to_pylist() for n in ("entity", "stage", "error_code", "raw_row")]
-        fps = [fingerprint(*vals) for vals in zip(*cols, strict=True)]
+        fps = _fingerprints(rejects)
         known: set[str] = set()
         with self._tx(conn) as c:
             for part in _chunks(sorted(set(fps)), _chunk_size(c)):
                 q = sa.select(failed_records.c.fingerprint).where(
-                    failed_records.c.fingerprint.in_(part)
+                    failed_records.c.fingerprint.in_(part),
+                    failed_records.c.gate_blocked.is_(False),
                 )
                 known.update(c.execute(q).scalars())
         return sum(1 for fp in fps if fp in known)
 
     def add_failed_records(
-        self, rejects: pa.Table, run_id: str | None, conn: sa.Connection | None = None
+        self,
+        rejects: pa.Table,
+        run_id: str | None,
+        conn: sa.Connection | None = None,
+        *,
+        gate_blocked: bool = False,
+        slice_key: str | None = None,
     ) -> int:
         """Record rejects (`rejects.REJECT_SCHEMA`); return how many *new* records were opened.
 
         A row already recorded (same entity, stage, error code and raw row) is not doubled: its
         ``occurrences`` grows, ``last_seen_at``/``last_run_id`` move on and it is re-opened.
+        ``gate_blocked``: the batch is refused by the reject-ratio gate (see
+        `known_failed_records`); a later recording by a batch that loads clears the mark.
+        ``slice_key``: the slice being synced (see `open_failed_keys`).
+        The optional ``key_hash`` column (the rejected row's BK_HASH) is kept for
+        `close_failed_records`.
         """
         if rejects.num_rows == 0:
             return 0
@@ -573,12 +591,15 @@ class StateStore:
             n: rejects.column(n).to_pylist()
             for n in ("entity", "stage", "error_code", "message", "bridge_ref", "raw_row")
         }
+        keys = (
+            rejects.column("key_hash").to_pylist()
+            if "key_hash" in rejects.column_names
+            else [None] * rejects.num_rows
+        )
+        fps = _fingerprints(rejects)
         now = _now()
         by_fp: dict[str, dict[str, Any]] = {}
-        for i in range(rejects.num_rows):
-            fp = fingerprint(
-                cols["entity"][i], cols["stage"][i], cols["error_code"][i], cols["raw_row"][i]
-            )
+        for i, fp in enumerate(fps):
             rec = by_fp.get(fp)
             if rec is not None:
                 rec["occurrences"] += 1
@@ -601,11 +622,16 @@ class StateStore:
                 "last_run_id": run_id,
                 "occurrences": 1,
                 "status": "open",
+                "key_hash": keys[i],
+                "closed_at": None,
+                "closed_run_id": None,
+                "slice_key": slice_key,
+                "gate_blocked": gate_blocked,
             }
-        fps = list(by_fp)
+        unique = list(by_fp)
         with self._tx(conn) as c:
             known: set[str] = set()
-            for part in _chunks(fps, _chunk_size(c)):
+            for part in _chunks(unique, _chunk_size(c)):
                 q = sa.select(failed_records.c.fingerprint).where(
                     failed_records.c.fingerprint.in_(part)
                 )
@@ -623,10 +649,79 @@ class StateStore:
                     "raw_row": stmt.excluded.raw_row,
                     "payload_key_id": stmt.excluded.payload_key_id,
                     "status": "open",
+                    "key_hash": sa.func.coalesce(
+                        stmt.excluded.key_hash, failed_records.c.key_hash
+                    ),
+                    "closed_at": None,
+                    "closed_run_id": None,
+                    "slice_key": sa.func.coalesce(
+                        stmt.excluded.slice_key, failed_records.c.slice_key
+                    ),
+                    "gate_blocked": stmt.excluded.gate_blocked,
                 },
             )
             c.execute(stmt, list(by_fp.values()))
-        return len(fps) - len(known)
+        return len(unique) - len(known)
+
+    def open_failed_keys(
+        self, entity: str, slice_key: str, conn: sa.Connection | None = None
+    ) -> pa.Array:
+        """Key hashes of the entity's open failed records rejected by syncs of ``slice_key``."""
+        fr = failed_records.c
+        q = (
+            sa.select(fr.key_hash)
+            .where(
+                fr.entity == entity,
+                fr.slice_key == slice_key,
+                fr.status == "open",
+                fr.key_hash.is_not(None),
+            )
+            .distinct()
+        )
+        with self._tx(conn) as c:
+            return pa.array(list(c.execute(q).scalars()), pa.string())
+
+    def close_failed_records(
+        self,
+        entity: str,
+        key_hashes: pa.Array | pa.ChunkedArray,
+        run_id: str,
+        conn: sa.Connection | None = None,
+    ) -> int:
+        """Close the entity's open failed records of these keys; return how many closed.
+
+        Called when a key's row loads (or is found unchanged, or waits for a parent, or leaves
+        the source): its earlier failures are over. A closed record has status 'resolved',
+        ``closed_at`` and ``closed_run_id``; failing again re-opens it. Cheap when nothing is
+        open: the open keys of the entity are read first and only matches are updated.
+        """
+        if len(key_hashes) == 0:
+            return 0
+        fr = failed_records.c
+        with self._tx(conn) as c:
+            open_keys = list(
+                c.execute(
+                    sa.select(fr.key_hash)
+                    .where(fr.entity == entity, fr.status == "open", fr.key_hash.is_not(None))
+                    .distinct()
+                ).scalars()
+            )
+            if not open_keys:
+                return 0
+            given = key_hashes.cast(pa.string())
+            found = given.filter(pc.is_in(given, value_set=pa.array(open_keys, pa.string())))
+            if isinstance(found, pa.ChunkedArray):
+                found = found.combine_chunks()
+            hits = pc.unique(found)
+            n = 0
+            now = _now()
+            for part in _chunks(hits.to_pylist(), _chunk_size(c)):
+                n += c.execute(
+                    sa.update(failed_records)
+                    .where(fr.entity == entity, fr.status == "open", fr.key_hash.in_(part))
+                    .values(status="resolved", closed_at=now, closed_run_id=run_id)
+                ).rowcount
+        return n
 
     def list_failed_records(
         self,
@@ -704,7 +799,10 @@ class StateStore:
 
         ``rows`` has entity, key_hash, parent_entity, parent_key (JSON text from
         `keycodec.dumps_key`, or a list column), parent_key_hash, row_json, next_retry_at
-        (UTC timestamps) and run_id. Attempts and ``first_seen_at`` of a waiting child stay.
+        (UTC timestamps) and run_id: one row per (child, missing parent key). The rows given
+        for a child *replace* all its waiting rows (a newer version may wait for other
+        parents); its attempts and ``first_seen_at`` carry over, so all rows of one child
+        share them. Returns how many rows were written.
         """
         if rows.num_rows == 0:
             return 0
@@ -719,45 +817,78 @@ class StateStore:
         if not pa.types.is_string(pk_col.type) and not pa.types.is_large_string(pk_col.type):
             parent_keys = [dumps_key(tuple(v)) for v in parent_keys]
         now = _now()
-        by_key: dict[tuple[str, str, str], dict[str, Any]] = {}
+        by_key: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        children: dict[str, set[str]] = {}
         for i in range(rows.num_rows):
-            k = (cols["entity"][i], cols["key_hash"][i], cols["parent_entity"][i])
+            k = (cols["entity"][i], cols["key_hash"][i], cols["parent_entity"][i],
+                 cols["parent_key_hash"][i])
+            children.setdefault(k[0], set()).add(k[1])
             row_json, key_id = self._seal(cols["row_json"][i], _PENDING, k[0])
             # The last occurrence wins: it is the newest version of the child row.
             by_key[k] = {
-                "id": _new_id(),
                 "entity": k[0],
                 "key_hash": k[1],
                 "parent_entity": k[2],
                 "parent_key": parent_keys[i],
-                "parent_key_hash": cols["parent_key_hash"][i],
-                "attempts": 0,
-                "next_retry_at": cols["next_retry_at"][i],
-                "first_seen_at": now,
-                "last_attempt_at": None,
+                "parent_key_hash": k[3],
                 "row_json": row_json,
                 "payload_key_id": key_id,
+                "next_retry_at": cols["next_retry_at"][i],
                 "run_id": cols["run_id"][i],
             }
+        pc_ = pending_children.c
         with self._tx(conn) as c:
-            stmt = _insert(c, pending_children)
-            stmt = stmt.on_conflict_do_update(
-                index_elements=[
-                    pending_children.c.entity,
-                    pending_children.c.key_hash,
-                    pending_children.c.parent_entity,
-                ],
-                set_={
-                    "parent_key": stmt.excluded.parent_key,
-                    "parent_key_hash": stmt.excluded.parent_key_hash,
-                    "row_json": stmt.excluded.row_json,
-                    "payload_key_id": stmt.excluded.payload_key_id,
-                    "next_retry_at": stmt.excluded.next_retry_at,
-                    "run_id": stmt.excluded.run_id,
-                },
-            )
-            c.execute(stmt, list(by_key.values()))
+            carried: dict[tuple[str, str], tuple[int, datetime, datetime | None]] = {}
+            for entity, keys in children.items():
+                for part in _chunks(sorted(keys), _chunk_size(c)):
+                    where = sa.and_(pc_.entity == entity, pc_.key_hash.in_(part))
+                    q = (
+                        sa.select(
+                            pc_.key_hash,
+                            sa.func.max(pc_.attempts),
+                            sa.func.min(pc_.first_seen_at),
+                            sa.func.max(pc_.last_attempt_at),
+                        )
+                        .where(where)
+                        .group_by(pc_.key_hash)
+                    )
+                    for r in c.execute(q).all():
+                        first = _as_utc(r[2])
+                        last = _as_utc(r[3]) if r[3] is not None else None
+                        carried[(entity, r[0])] = (int(r[1]), first, last)
+                    c.execute(sa.delete(pending_children).where(where))
+            values = []
+            for k, v in by_key.items():
+                attempts, first_seen, last_attempt = carried.get((k[0], k[1]), (0, now, None))
+                # Every row of one child retries together (the newest row's schedule).
+                values.append(
+                    {
+                        **v,
+                        "id": _new_id(),
+                        "attempts": attempts,
+                        "first_seen_at": first_seen,
+                        "last_attempt_at": last_attempt,
+                    }
+                )
+            c.execute(sa.insert(pending_children), values)
         return len(by_key)
+
+    def pending_for(
+        self,
+        entity: str,
+        key_hashes: pa.Array | pa.ChunkedArray | Sequence[str],
+        conn: sa.Connection | None = None,
+    ) -> pa.Table:
+        """All waiting rows (`PENDING_SCHEMA`) of these children of ``entity``."""
+        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+            pending_children.c.entity == entity
+        )
+        rows: list[sa.Row[Any]] = []
+        with self._tx(conn) as c:
+            for part in _chunks(_values(key_hashes), _chunk_size(c)):
+                rows.extend(c.execute(base.where(pending_children.c.key_hash.in_(part))).all())
+        rows.sort(key=lambda r: (r.first_seen_at, r.id))
+        return _rows_to_table(rows, PENDING_SCHEMA)
 
     def due_pending(
         self,
@@ -813,6 +944,27 @@ class StateStore:
                 ).rowcount
         return n
 
+    def bump_pending_children(
+        self,
+        entity: str,
+        key_hashes: pa.Array | pa.ChunkedArray | Sequence[str],
+        conn: sa.Connection | None = None,
+    ) -> int:
+        """Count one more failed attempt for every waiting row of these children."""
+        now = _now()
+        n = 0
+        with self._tx(conn) as c:
+            for part in _chunks(_values(key_hashes), _chunk_size(c)):
+                n += c.execute(
+                    sa.update(pending_children)
+                    .where(
+                        pending_children.c.entity == entity,
+                        pending_children.c.key_hash.in_(part),
+                    )
+                    .values(attempts=pending_children.c.attempts + 1, last_attempt_at=now)
+                ).rowcount
+        return n
+
     def delete_pending(
         self,
         entity: str,
@@ -852,3 +1004,22 @@ class StateStore:
             by_parent=by_parent,
             max_attempts=max((int(r[3]) for r in rows), default=0),
         )
+
+
+def _as_utc(value: Any) -> datetime:
+    """An aggregate's timestamp (SQLite returns text for min/max, untouched by the column type)."""
+    dt = value if isinstance(value, datetime) else datetime.fromisoformat(str(value))
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def _fingerprints(rejects: pa.Table) -> list[str]:
+    cols = [rejects.column(n).to_pylist() for n in ("entity", "stage", "error_code", "raw_row")]
+    return [fingerprint(*vals) for vals in zip(*cols, strict=True)]
+
+
+def _rows_to_table(rows: Sequence[sa.Row[Any]], schema: pa.Schema) -> pa.Table:
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.table(
+        [pa.array(list(col), f.type) for col, f in zip(columns, schema, strict=True)],
+        schema=schema,
+    )

@@ -123,6 +123,14 @@ failed_records = sa.Table(
     sa.Column("last_run_id", sa.String(64)),
     sa.Column("occurrences", sa.Integer, nullable=False),
     sa.Column("status", sa.String(16), nullable=False),
+    # The rejected row's BK_HASH (null when the key itself is bad): a sync that loads the key
+    # closes the record, and a key whose row is rejected is never soft-deleted.
+    sa.Column("key_hash", sa.String(32)),
+    sa.Column("closed_at", UtcDateTime),
+    sa.Column("closed_run_id", sa.String(64)),
+    sa.Column("slice_key", sa.String(32)),  # the slice whose sync rejected the row
+    # Written by a batch the reject-ratio gate refused: not "on record" for the gate's next try.
+    sa.Column("gate_blocked", sa.Boolean, nullable=False, server_default=sa.false()),
     # Id of the key that sealed raw_row and message (NULL: plain text); `state.payloads`.
     sa.Column("payload_key_id", sa.String(32)),
     sa.UniqueConstraint("fingerprint", name="uq_sf_failed_records_fingerprint"),
@@ -131,6 +139,7 @@ failed_records = sa.Table(
     ),
 )
 sa.Index("ix_sf_failed_records_entity_status", failed_records.c.entity, failed_records.c.status)
+sa.Index("ix_sf_failed_records_entity_key", failed_records.c.entity, failed_records.c.key_hash)
 
 pending_children = sa.Table(
     "sf_pending_children",
@@ -147,9 +156,15 @@ pending_children = sa.Table(
     sa.Column("last_attempt_at", UtcDateTime),
     sa.Column("row_json", sa.Text, nullable=False),
     sa.Column("run_id", sa.String(64)),
+    # One row per (waiting child, missing parent key): a child missing a department and a
+    # manager waits twice; it loads only when both exist (every row carries the whole child).
     sa.Column("payload_key_id", sa.String(32)),  # the key that sealed row_json (NULL: plain)
     sa.UniqueConstraint(
-        "entity", "key_hash", "parent_entity", name="uq_sf_pending_children_entity_key_parent"
+        "entity",
+        "key_hash",
+        "parent_entity",
+        "parent_key_hash",
+        name="uq_sf_pending_children_entity_key_parent",
     ),
 )
 sa.Index(
@@ -157,4 +172,5 @@ sa.Index(
     pending_children.c.parent_entity,
     pending_children.c.parent_key_hash,
 )
+sa.Index("ix_sf_pending_children_child", pending_children.c.entity, pending_children.c.key_hash)
 sa.Index("ix_sf_pending_children_due", pending_children.c.entity, pending_children.c.next_retry_at)

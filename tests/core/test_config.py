@@ -84,6 +84,36 @@ def test_parent_cycle_is_refused() -> None:
     assert "cycle" in _error(doc)
 
 
+def test_parent_cycle_with_an_optional_reference_is_allowed() -> None:
+    doc = _doc(parent_refs=[{"entity": "customers", "fields": {"customer_no": "customer_no"}}])
+    doc["entities"]["customers"]["parent_refs"] = [
+        {"entity": "orders", "fields": {"last_order_no": "order_no"}, "optional": True}
+    ]
+    cfg = parse_config(doc)
+    # The optional reference is no upstream asset: the asset graph stays acyclic.
+    assert cfg.parents_of("customers") == () and cfg.parents_of("orders") == ("customers",)
+    # Without 'optional' the cycle is refused, and the message says how to break it.
+    doc["entities"]["customers"]["parent_refs"][0]["optional"] = False
+    msg = _error(doc)
+    assert "entity 'customers': parent_refs: cycle customers -> orders -> customers" in msg
+    assert "optional: true" in msg
+
+
+def test_reference_declared_as_another_type_than_the_parent_key_is_refused() -> None:
+    doc = _doc(
+        parent_refs=[{"entity": "customers", "fields": {"cust": "customer_no"}}],
+        fields={"CUST": {"type": "NUMBER"}},
+        field_mappings=[{"op": "rename", "field": "CUST", "to": "cust"}],
+    )
+    doc["entities"]["customers"]["fields"] = {"customer_no": {"type": "INTEGER"}}
+    msg = _error(doc)
+    assert msg.startswith("syncflow.yaml: entity 'orders': parent_refs.0.fields: field 'cust'")
+    assert "'NUMBER'" in msg and "'INTEGER'" in msg and "'customers'" in msg
+    # Alike (NUMBER(10) is an integer, like INTEGER): accepted.
+    doc["entities"]["orders"]["fields"] = {"CUST": {"type": "NUMBER(10)"}}
+    assert parse_config(doc).entity("orders").parent_refs[0].fields == {"cust": "customer_no"}
+
+
 def test_self_reference_is_allowed() -> None:
     doc = _doc()
     doc["entities"]["employees"] = {

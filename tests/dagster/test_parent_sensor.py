@@ -125,6 +125,63 @@ def test_lines_before_orders_then_sensor_resolves_them(demo_env: DemoEnv) -> Non
         assert len(_line_keys(demo_env)) == len(lines)
 
 
+def _tick_sensor(
+    defs: Definitions, instance: DagsterInstance, name: str, cursor: str | None
+) -> object:
+    sensor = defs.resolve_sensor_def(name)
+    with build_sensor_context(
+        instance=instance,
+        cursor=cursor,
+        definitions=defs,
+        resources={"syncflow": SyncFlowResource()},
+    ) as ctx:
+        return sensor.evaluate_tick(ctx)
+
+
+def test_a_parent_loaded_by_its_own_resolution_wakes_its_children(demo_env: DemoEnv) -> None:
+    """Orders wait for customers, lines for orders: the customers arrive, the orders'
+    resolution loads the orders, and that resolution (not a sync) is what the lines' sensor
+    must see as the orders' arrival."""
+    cfg = demo_env.config
+    defs = build_definitions(cfg)
+    with instance_for_test() as instance:
+        for name in ("items", "orders", "order_lines"):
+            _materialize(defs, instance, name, cfg.entity(name).slice_count)
+        with Runtime.open(cfg, demo_env.env) as rt:
+            assert rt.state.pending_counts("orders").by_parent.get("customers", 0) > 100
+        lines_cursor = _tick_sensor(  # type: ignore[attr-defined]
+            defs, instance, "order_lines_parent_arrival", None
+        ).cursor
+        orders_cursor = _tick_sensor(  # type: ignore[attr-defined]
+            defs, instance, "orders_parent_arrival", None
+        ).cursor
+
+        _materialize(defs, instance, "customers", cfg.entity("customers").slice_count)
+        wake = _tick_sensor(defs, instance, "orders_parent_arrival", orders_cursor)
+        reqs = wake.run_requests  # type: ignore[attr-defined]
+        assert [r.tags[TRIGGER_PARENT_TAG] for r in reqs] == ["customers"]
+        orders_job = defs.resolve_job_def("orders_resolve")
+        assert orders_job.execute_in_process(instance=instance, tags=reqs[0].tags).success
+
+        # The orders' resolution materialized orders with rows: the lines wake up.
+        lines = _tick_sensor(defs, instance, "order_lines_parent_arrival", lines_cursor)
+        reqs = lines.run_requests  # type: ignore[attr-defined]
+        assert [r.tags[TRIGGER_PARENT_TAG] for r in reqs] == ["orders"]
+        job = defs.resolve_job_def("order_lines_resolve")
+        assert job.execute_in_process(instance=instance, tags=reqs[0].tags).success
+        assert len(_line_keys(demo_env)) > 1000
+
+        # A resolution that loads nothing wakes nobody (no endless self-resolution).
+        idle = defs.resolve_job_def("orders_resolve")
+        assert idle.execute_in_process(instance=instance, tags=reqs[0].tags | {
+            TRIGGER_PARENT_TAG: "customers"}).success
+        quiet = _tick_sensor(
+            defs, instance, "order_lines_parent_arrival",
+            lines.cursor,  # type: ignore[attr-defined]
+        )
+        assert not quiet.run_requests  # type: ignore[attr-defined]
+
+
 def test_first_tick_starts_from_now_not_from_history(demo_env: DemoEnv) -> None:
     defs = build_definitions(demo_env.config)
     with instance_for_test() as instance:

@@ -18,7 +18,7 @@ STATE_TABLES = {
     "sf_slice_plans": {("entity", "slice_key")},
     "sf_slice_cursors": {("entity", "slice_key")},
     "sf_failed_records": {("fingerprint",)},
-    "sf_pending_children": {("entity", "key_hash", "parent_entity")},
+    "sf_pending_children": {("entity", "key_hash", "parent_entity", "parent_key_hash")},
     "sf_watermarks": set(),
 }
 

@@ -225,3 +225,54 @@ def test_known_failed_records_counts_rows_already_on_record(store: StateStore) -
     # Same raw row failing another way is a different record.
     other = _rejects([_reject({"price": "12,3x"}, code="other")])
     assert store.known_failed_records(other) == 0
+
+
+def test_close_failed_records_by_key_and_reopen(store: StateStore) -> None:
+    bad = {**_reject({"sku": "A-1", "price": "12,3x"}), "key_hash": "k" * 32}
+    twice = {**_reject({"sku": "A-1", "price": "n/a"}), "key_hash": "k" * 32}
+    other = {**_reject({"sku": "B-2", "price": "?"}), "key_hash": "o" * 32}
+    keyless = _reject({"sku": None, "price": "1"})
+    store.add_failed_records(_rejects([bad, twice, other, keyless]), "run-1")
+    # Nothing open for these keys, or another entity: nothing closes.
+    assert store.close_failed_records("items", pa.array(["z" * 32]), "run-2") == 0
+    assert store.close_failed_records("orders", pa.array(["k" * 32]), "run-2") == 0
+    # Both records of the key close (a chunked array, repeated keys: one update).
+    keys = pa.chunked_array([["k" * 32], ["k" * 32, "z" * 32]])
+    assert store.close_failed_records("items", keys, "run-2") == 2
+    open_ = store.list_failed_records("items").to_pylist()
+    assert sorted(r["key_hash"] or "-" for r in open_) == ["-", "o" * 32]
+    closed = store.list_failed_records("items", status="resolved").to_pylist()
+    assert {r["closed_run_id"] for r in closed} == {"run-2"}
+    assert all(r["closed_at"] is not None for r in closed)
+    # Failing again re-opens the record and clears the closing marks.
+    store.add_failed_records(_rejects([bad]), "run-3")
+    again = [r for r in store.list_failed_records("items").to_pylist()
+             if r["key_hash"] == "k" * 32]
+    assert len(again) == 1 and again[0]["closed_at"] is None and again[0]["occurrences"] == 2
+
+
+def test_records_of_a_refused_batch_are_not_on_record(store: StateStore) -> None:
+    rejects = _rejects([_reject({"price": "12,3x"}), _reject({"price": "n/a"})])
+    store.add_failed_records(rejects, "run-1", gate_blocked=True)
+    assert store.known_failed_records(rejects) == 0  # the retry counts them again
+    store.add_failed_records(rejects, "run-2")  # a batch that loaded accepted them
+    assert store.known_failed_records(rejects) == 2
+
+
+def test_a_childs_waiting_rows_are_replaced_together(store: StateStore) -> None:
+    two = pa.concat_tables([_pending(["a"], parent="orders"), _pending(["a"], parent="items")])
+    assert store.upsert_pending(two) == 2
+    waiting = store.due_pending("order_lines", None)
+    store.bump_pending(waiting.column("id"), T0 + timedelta(hours=1))
+    # A newer version waits only for its order: the stale "items" row goes, attempts stay.
+    assert store.upsert_pending(_pending(["a"], parent="orders", version=2)) == 1
+    rows = store.due_pending("order_lines", None).to_pylist()
+    assert [(r["parent_entity"], r["attempts"]) for r in rows] == [("orders", 1)]
+    assert json.loads(rows[0]["row_json"])["v"] == 2
+    # Two references to one parent entity (manager and mentor): two rows, both kept.
+    mentor = _pending(["b"], parent="employees").set_column(
+        4, "parent_key_hash", pa.array(["p-mentor"])
+    )
+    both = pa.concat_tables([_pending(["b"], parent="employees"), mentor])
+    assert store.upsert_pending(both) == 2
+    assert store.pending_for("order_lines", ["b"]).num_rows == 2

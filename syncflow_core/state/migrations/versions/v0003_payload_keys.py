@@ -1,11 +1,11 @@
 """Payload key ids: failed records' raw rows and waiting children's rows may be AES-GCM sealed.
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-30
 
 The id of the key that sealed a payload sits beside it (NULL: stored as plain text).
-(Numbered 0003 because a concurrent change adds 0002; chain it after that one when both land.)
+
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 
