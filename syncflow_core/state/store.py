@@ -879,16 +879,18 @@ class StateStore:
         key_hashes: pa.Array | pa.ChunkedArray | Sequence[str],
         conn: sa.Connection | None = None,
     ) -> pa.Table:
-        """All waiting rows (`PENDING_SCHEMA`) of these children of ``entity``."""
-        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+        """All waiting rows (`PENDING_SCHEMA`) of these children of ``entity`` (decrypted)."""
+        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names],
+                         pending_children.c.payload_key_id).where(
             pending_children.c.entity == entity
         )
-        rows: list[sa.Row[Any]] = []
+        rows: list[Any] = []
         with self._tx(conn) as c:
             for part in _chunks(_values(key_hashes), _chunk_size(c)):
                 rows.extend(c.execute(base.where(pending_children.c.key_hash.in_(part))).all())
         rows.sort(key=lambda r: (r.first_seen_at, r.id))
-        return _rows_to_table(rows, PENDING_SCHEMA)
+        opened = [self._open_pending(dict(r._mapping)) for r in rows]
+        return pa.Table.from_pylist(opened, schema=PENDING_SCHEMA)
 
     def due_pending(
         self,
@@ -1015,11 +1017,3 @@ def _as_utc(value: Any) -> datetime:
 def _fingerprints(rejects: pa.Table) -> list[str]:
     cols = [rejects.column(n).to_pylist() for n in ("entity", "stage", "error_code", "raw_row")]
     return [fingerprint(*vals) for vals in zip(*cols, strict=True)]
-
-
-def _rows_to_table(rows: Sequence[sa.Row[Any]], schema: pa.Schema) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    return pa.table(
-        [pa.array(list(col), f.type) for col, f in zip(columns, schema, strict=True)],
-        schema=schema,
-    )

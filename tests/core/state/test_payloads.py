@@ -48,9 +48,10 @@ def test_configuration_errors_are_clear() -> None:
 
 def _rejects() -> pa.Table:
     raw = json.dumps({"CUSTOMER_NO": "C1", "NAME": SECRET, "CREDIT_LIMIT": "12,3x"})
-    return pa.table([["customers"], ["numbers"], ["invalid_number"],
-                     ["CREDIT_LIMIT: not a number: '12,3x'"], [None], [raw]],
-                    schema=REJECT_SCHEMA)
+    row = {"entity": "customers", "stage": "numbers", "error_code": "invalid_number",
+           "message": "CREDIT_LIMIT: not a number: '12,3x'", "bridge_ref": None, "raw_row": raw}
+    return pa.Table.from_pylist([{n: row.get(n) for n in REJECT_SCHEMA.names}],
+                                schema=REJECT_SCHEMA)
 
 
 def _pending() -> pa.Table:
