@@ -194,12 +194,15 @@ def _timed(durations: dict[str, float], stage: str) -> Callable[[], None]:
     return stop
 
 
-def ensure_slice_plan(rt: Runtime, entity: str) -> list[SliceBounds]:
-    """The entity's slice plan from the state store; planned from the source on first use."""
+def ensure_slice_plan(rt: Runtime, entity: str, *, save: bool = True) -> list[SliceBounds]:
+    """The entity's slice plan from the state store; planned from the source on first use
+    (and stored, unless ``save`` is off: a dry run writes nothing)."""
     ent = rt.entity(entity)
     plan = rt.state.get_slice_plan(entity)
     if plan is None or len(plan) != ent.slice_count:
         planned = plan_slices(rt.source(entity), ent.source, _source_keys(ent), ent.slice_count)
+        if not save:
+            return planned  # a dry run: the plan stays in memory
         # Two slices' first runs may plan at once: the first plan stored wins for both.
         plan = rt.state.claim_slice_plan(entity, planned)
     return plan
@@ -246,14 +249,16 @@ class _ReadPlan:
     watermark_field: str | None
 
 
-def _read_plan(rt: Runtime, entity: str, slice_key: str) -> tuple[_ReadPlan, Any]:
+def _read_plan(
+    rt: Runtime, entity: str, slice_key: str, *, save_plan: bool = True
+) -> tuple[_ReadPlan, Any]:
     """The slice's read plan and where its read starts (the cursor of a run in progress)."""
     ent = rt.entity(entity)
     source_types = rt.source(entity).columns(ent.source)
     check_source_columns(rt.config, ent, list(source_types))
     if ent.parent_refs:
         _check_reference_types(rt, ent, source_types)
-    bounds = slice_of(ensure_slice_plan(rt, entity), slice_key)
+    bounds = slice_of(ensure_slice_plan(rt, entity, save=save_plan), slice_key)
     cursor = rt.state.get_cursor(entity, slice_key)
     start = bounds.lo
     if (

@@ -19,6 +19,7 @@ from syncflow_core.config import (
     SyncFlowConfig,
 )
 from syncflow_core.errors import ConfigError
+from syncflow_core.redaction import register_url
 
 if TYPE_CHECKING:
     from syncflow_core.sources.base import Source
@@ -29,8 +30,13 @@ __all__ = ["Runtime", "resolve_url"]
 
 
 def resolve_url(store: StoreConfig, env: Mapping[str, str], where: str, source_file: str) -> str:
-    """The store's URL: the literal one, or the value of the environment variable it names."""
+    """The store's URL: the literal one, or the value of the environment variable it names.
+
+    Its credentials are remembered for redaction (`redaction.register_url`): whatever a driver
+    later quotes of it (even of a URL that does not parse) is cut from error text.
+    """
     if store.url is not None:
+        register_url(store.url)
         return store.url
     assert store.url_env is not None
     value = env.get(store.url_env)
@@ -38,23 +44,30 @@ def resolve_url(store: StoreConfig, env: Mapping[str, str], where: str, source_f
         raise ConfigError(
             f"{source_file}: {where}: url_env: environment variable {store.url_env} is not set"
         )
+    register_url(value)
     return value
 
 
 class Runtime:
     """Opened source(s), target and state store for one config; close() releases them."""
 
-    def __init__(self, config: SyncFlowConfig, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, config: SyncFlowConfig, env: Mapping[str, str] | None = None, *, migrate: bool = True
+    ) -> None:
         self.config = config
+        self.migrate = migrate
+        """Migrate the state store to head on first use (False: never write, e.g. a dry run)."""
         self.env: Mapping[str, str] = os.environ if env is None else env
         self._sources: dict[str, Source] = {}
         self._target: SqlTarget | None = None
         self._state: StateStore | None = None
 
     @classmethod
-    def open(cls, config: SyncFlowConfig, env: Mapping[str, str] | None = None) -> Runtime:
+    def open(
+        cls, config: SyncFlowConfig, env: Mapping[str, str] | None = None, *, migrate: bool = True
+    ) -> Runtime:
         """Open a runtime (connections are made lazily, on first use)."""
-        return cls(config, env)
+        return cls(config, env, migrate=migrate)
 
     def __enter__(self) -> Runtime:
         return self
@@ -95,15 +108,18 @@ class Runtime:
 
     @property
     def state(self) -> StateStore:
-        """The state store, migrated to head on first use."""
+        """The state store, migrated to head on first use (unless ``migrate`` is off)."""
         if self._state is None:
+            from syncflow_core.state.payloads import PayloadCipher
             from syncflow_core.state.store import StateStore
 
+            cipher = PayloadCipher.from_env(self.env)
             if self.shares_database:
-                store = StateStore.from_engine(self.target.engine)
+                store = StateStore.from_engine(self.target.engine, cipher)
             else:
-                store = StateStore(self.state_url)
-            store.upgrade()
+                store = StateStore(self.state_url, cipher=cipher)
+            if self.migrate:
+                store.upgrade()
             self._state = store
         return self._state
 

@@ -16,8 +16,9 @@ from typing import Any
 from dagster import Failure, In, MetadataValue, Nothing, OpDefinition, OpExecutionContext, Out, op
 
 from syncflow_core import pipeline, stream
-from syncflow_core.errors import SyncFlowError
+from syncflow_core.log_context import log_context
 from syncflow_core.pipeline import SyncCounts
+from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
 from syncflow_core.stream import STAGES, ChunkStream
 from syncflow_dagster.background import mark_paused, window_stop
@@ -60,10 +61,11 @@ def _partition_keys(context: OpExecutionContext) -> list[str]:
     return list(context.partition_keys)
 
 
-def _fail(entity: str, stage: str, slice_key: str | None, exc: SyncFlowError) -> Failure:
+def _fail(entity: str, stage: str, slice_key: str | None, exc: Exception) -> Failure:
     where = f"{entity} {slice_key}" if slice_key else entity
+    # safe_message: no row values, statements or credentials reach the event log or the UI.
     return Failure(
-        description=f"{where} {stage}: {type(exc).__name__}: {exc}",
+        description=f"{where} {stage}: {safe_message(exc)}",
         metadata={"entity": entity, "slice": slice_key or "", "stage": stage,
                   "error": type(exc).__name__},
     )
@@ -113,13 +115,14 @@ def _chunk_logger(context: OpExecutionContext, entity: str, key: str) -> Callabl
         now = time.monotonic()
         if now - last[0] < PROGRESS_EVERY_SECONDS and not (counts.complete or counts.paused):
             return
-        context.log.info(
-            f"{entity} {key} through chunk {chunks[0]}: fetched={since.fetched} "
-            f"inserted={since.inserted} updated={since.updated} "
-            f"unchanged={since.unchanged} deleted={since.deleted} "
-            f"rejected={since.rejected} pending={since.pending}; cursor committed"
-            + (" (slice done)" if counts.complete else " (paused)" if counts.paused else "")
-        )
+        with log_context(chunk=chunks[0]):
+            context.log.info(
+                f"{entity} {key} through chunk {chunks[0]}: fetched={since.fetched} "
+                f"inserted={since.inserted} updated={since.updated} "
+                f"unchanged={since.unchanged} deleted={since.deleted} "
+                f"rejected={since.rejected} pending={since.pending}; cursor committed"
+                + (" (slice done)" if counts.complete else " (paused)" if counts.paused else "")
+            )
         pending[0] = SyncCounts()
         last[0] = now
 
@@ -137,10 +140,11 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
     def checked(context: OpExecutionContext, stage: str, check: Callable[[Runtime], str]) -> None:
         resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
         try:
-            with resource.runtime() as rt:
+            with resource.runtime() as rt, log_context(run_id=context.run_id,
+                                                       batch_id=context.run_id, entity=name):
                 context.log.info(f"{name} {stage}: {check(rt)}")
-        except SyncFlowError as exc:
-            raise _fail(name, stage, None, exc) from exc
+        except Exception as exc:
+            raise _fail(name, stage, None, exc) from None
 
     @op(name=ent.op_name("extract"), ins={"after": In(Nothing)}, out=stream_out,
         pool=ERP_POOL, tags={**tags, "syncflow/stage": "extract"}, **common,
@@ -187,12 +191,14 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         with resource.runtime() as rt:
             for key in keys:
                 try:
-                    counts = pipeline.sync_slice(
-                        rt, name, key, context.run_id, should_stop,
-                        after_chunk=_chunk_logger(context, name, key),
-                    )
-                except SyncFlowError as exc:
-                    raise _fail(name, "load", key, exc) from exc
+                    with log_context(run_id=context.run_id, batch_id=context.run_id,
+                                     entity=name, slice=key):
+                        counts = pipeline.sync_slice(
+                            rt, name, key, context.run_id, should_stop,
+                            after_chunk=_chunk_logger(context, name, key),
+                        )
+                except Exception as exc:
+                    raise _fail(name, "load", key, exc) from None
                 done.append(key)
                 meta = counts_metadata(counts)
                 meta["slice"] = key

@@ -21,6 +21,7 @@ from dagster import (
     AssetRecordsFilter,
     DefaultSensorStatus,
     EventLogRecord,
+    Failure,
     JobDefinition,
     MetadataValue,
     OpExecutionContext,
@@ -34,7 +35,9 @@ from dagster import (
 )
 
 from syncflow_core.config import EntityConfig, SyncFlowConfig
+from syncflow_core.log_context import log_context
 from syncflow_core.pipeline import resolve_pending
+from syncflow_core.redaction import safe_message
 from syncflow_dagster.resources import SyncFlowResource
 from syncflow_dagster.translation import ENTITY_TAG, entity_asset, entity_pool
 
@@ -76,14 +79,19 @@ def _resolution_job(config: SyncFlowConfig, entity: EntityConfig) -> JobDefiniti
     def resolve_op(context: OpExecutionContext, syncflow: SyncFlowResource) -> None:
         tags = context.run.tags
         parent_arrived = tags.get(RESOLVE_MODE_TAG) == "parent"
-        with syncflow.runtime() as rt:
-            counts = resolve_pending(
-                rt,
-                entity.name,
-                context.run_id,
-                parent_arrived=parent_arrived,
-                now=datetime.now(UTC),
-            )
+        try:
+            with syncflow.runtime() as rt, log_context(run_id=context.run_id,
+                                                       batch_id=context.run_id,
+                                                       entity=entity.name):
+                counts = resolve_pending(
+                    rt,
+                    entity.name,
+                    context.run_id,
+                    parent_arrived=parent_arrived,
+                    now=datetime.now(UTC),
+                )
+        except Exception as exc:  # no row values or credentials in the event log
+            raise Failure(description=f"{entity.name} resolve: {safe_message(exc)}") from None
         metadata: dict[str, object] = {
             "resolved": counts.resolved,
             "inserted": counts.inserted,

@@ -28,9 +28,16 @@ from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import URL, Dialect
 
 from syncflow_core.config import SourceRef
-from syncflow_core.errors import SourceError
+from syncflow_core.errors import SourceDatabaseError, SourceError
 from syncflow_core.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
 from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
+from syncflow_core.redaction import (
+    guard_db_errors,
+    is_db_error,
+    register_url,
+    safe_message,
+    translate_db_error,
+)
 from syncflow_core.sources.base import KeyTuple, boundary_positions, rows_to_table
 from syncflow_core.utf8_check import RawText, scalar_value
 
@@ -79,12 +86,18 @@ def _decoded_ahead(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
         worker.join()
 
 
+@guard_db_errors(SourceDatabaseError)
 class SqlSource:
     """Rows of SQL tables; see the module docstring for the two read paths."""
 
     def __init__(self, url: str, schema: str | None = None, *, use_adbc: bool = True) -> None:
         """``url`` is a SQLAlchemy URL; ``schema`` is the default schema of bare table names."""
-        self._url: URL = sa.engine.make_url(url)
+        register_url(url)
+        try:
+            self._url: URL = sa.engine.make_url(url)
+        except sa.exc.ArgumentError:
+            raise SourceError("source: the database URL does not parse (check its scheme and "
+                              "that special characters in the password are %-encoded)") from None
         self._schema = schema
         connect_args: dict[str, Any] = {}
         if self._url.get_backend_name() == "postgresql":
@@ -106,16 +119,12 @@ class SqlSource:
     def _where(self) -> str:
         return f"{self._url.get_backend_name()} source"
 
-    def _redact(self, text: str) -> str:
-        # Driver messages may echo the URL or DSN; never let a password through.
-        pw = self._url.password
-        if pw:
-            text = text.replace(str(pw), "***")
-        return re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-
     def _error(self, table: str, exc: BaseException) -> SourceError:
-        msg = self._redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
-        return SourceError(f"{self._where()}: table {table!r}: {type(exc).__name__}: {msg}")
+        # Driver messages carry the statement, its parameters and the URL: never pass them on.
+        where = f"{self._where()}: table {table!r}"
+        if is_db_error(exc):
+            return translate_db_error(exc, SourceDatabaseError, where)
+        return SourceError(f"{where}: {safe_message(exc)}")
 
     # -- reflection ---------------------------------------------------------------------------
 
@@ -481,6 +490,24 @@ class SqlSource:
         result = self._fetch(ref, stmt)
         for start in range(0, result.num_rows, chunk_size):
             yield result.slice(start, chunk_size)
+
+    def read_rows_by_key(
+        self, ref: SourceRef, key_fields: Sequence[str], keys: Sequence[KeyTuple]
+    ) -> pa.Table:
+        """The rows whose key is one of ``keys`` (a fresh read of a few rows, e.g. a replay)."""
+        table = self._table(ref)
+        cols = self._keys(table, ref, key_fields)
+        parts: list[pa.Table] = []
+        for start in range(0, len(keys), 200):
+            conds = [
+                sa.and_(*(c == self._bind(c, v) for c, v in zip(cols, key, strict=True)))
+                for key in keys[start : start + 200]
+            ]
+            parts.append(self._fetch(ref, sa.select(table).where(sa.or_(*conds))))
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return pa.table({c.name: pa.array([], pa.string()) for c in table.c})
+        return pa.concat_tables(parts, promote_options="permissive")
 
     def key_bounds(self, ref: SourceRef, key_fields: Sequence[str], n: int) -> list[KeyTuple]:
         """Boundaries at every ``count/n``-th key, in one ROW_NUMBER() pass after a count."""

@@ -28,9 +28,13 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.dialects import postgresql, sqlite
 
+from syncflow_core.errors import StateStoreError
 from syncflow_core.keycodec import dumps_key, loads_key
+from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.slices import SliceBounds
+from syncflow_core.state.payloads import PayloadCipher, open_payload
 from syncflow_core.state.tables import (
+    VERSION_TABLE,
     failed_records,
     pending_children,
     slice_cursors,
@@ -59,6 +63,8 @@ Key = tuple[Any, ...]
 CursorStatus = str  # 'running' | 'paused' | 'done'
 
 _TS = pa.timestamp("us", tz="UTC")
+_FAILED = "sf_failed_records"
+_PENDING = "sf_pending_children"
 
 FAILED_RECORD_SCHEMA = pa.schema(
     [
@@ -135,6 +141,12 @@ def fingerprint(entity: str, stage: str, error_code: str, raw_row: str) -> str:
     return h.hexdigest()
 
 
+def _alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return cfg
+
+
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -175,29 +187,42 @@ def _wm_encode(value: int | str) -> tuple[str, str]:
     return (str(value), "int") if isinstance(value, int) else (value, "text")
 
 
-def _alembic_config() -> Config:
-    cfg = Config()
-    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-    return cfg
-
-
 @cache
 def _head_revision() -> str | None:
     """The newest migration shipped with this code (read once per process)."""
     return ScriptDirectory.from_config(_alembic_config()).get_current_head()
 
 
+@guard_db_errors(StateStoreError)
 class StateStore:
     """The state tables in one database (SQLite file or PostgreSQL), migrated by Alembic."""
 
-    def __init__(self, url: str, *, _engine: sa.Engine | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        _engine: sa.Engine | None = None,
+        cipher: PayloadCipher | None = None,
+    ) -> None:
+        """``cipher``: seal raw rows at rest (`state.payloads`); None keeps them plain."""
         self._owns_engine = _engine is None
         self.engine: sa.Engine = _engine if _engine is not None else create_sql_engine(url)
+        self.cipher = cipher
 
     @classmethod
-    def from_engine(cls, engine: sa.Engine) -> StateStore:
+    def from_engine(cls, engine: sa.Engine, cipher: PayloadCipher | None = None) -> StateStore:
         """A store on an existing engine (e.g. the target's, to share its transactions)."""
-        return cls(str(engine.url), _engine=engine)
+        return cls(str(engine.url), _engine=engine, cipher=cipher)
+
+    # ------------------------------------------------------------------ payloads at rest
+
+    def _seal(self, text: str, table: str, entity: str) -> tuple[str, str | None]:
+        if self.cipher is None:
+            return text, None
+        return self.cipher.encrypt(text, f"{table}/{entity}"), self.cipher.active
+
+    def _open(self, text: str, key_id: str | None, table: str, entity: str) -> str:
+        return open_payload(self.cipher, text, key_id, f"{table}/{entity}")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -208,9 +233,8 @@ class StateStore:
         A database already at head costs one query: every op of a run opens the store, and
         Alembic's upgrade command (scripts loaded, lock taken) took ~0.1-0.3 s each time.
         """
-        with self.engine.connect() as conn:
-            if MigrationContext.configure(conn).get_current_revision() == _head_revision():
-                return
+        if self.revision() == _head_revision():
+            return
         cfg = _alembic_config()
         with self.engine.begin() as conn:
             if conn.dialect.name == "postgresql":
@@ -218,11 +242,49 @@ class StateStore:
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
 
+    @staticmethod
+    def head_revision() -> str:
+        """The newest migration revision this version of SyncFlow ships."""
+        head = _head_revision()
+        assert head is not None
+        return head
+
+    def revision(self) -> str | None:
+        """The revision the database is at (None: never migrated). Reads only (our own version
+        table, `tables.VERSION_TABLE`)."""
+        with self.engine.connect() as conn:
+            ctx = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE})
+            return ctx.get_current_revision()
+
+    def list_cursors(self, entity: str, conn: sa.Connection | None = None) -> list[Cursor]:
+        """Every slice cursor of the entity, by slice key."""
+        q = (
+            sa.select(slice_cursors)
+            .where(slice_cursors.c.entity == entity)
+            .order_by(slice_cursors.c.slice_key)
+        )
+        with self._tx(conn) as c:
+            rows = c.execute(q).all()
+        return [
+            Cursor(r.entity, r.slice_key, r.pass_no, loads_key(r.last_key), r.rows_done,
+                   r.status, r.run_id, r.updated_at)
+            for r in rows
+        ]
+
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """One transaction on the state database."""
-        with self.engine.begin() as conn:
+        """One transaction on the state database (database errors become `StateStoreError`)."""
+        with db_errors(StateStoreError, self._where()), self.engine.begin() as conn:
             yield conn
+
+    def _where(self) -> str:
+        return f"{self.engine.dialect.name} state store"
+
+    def ping(self) -> str:
+        """Connect and run ``SELECT 1`` (a health check); what answered."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return f"{self.engine.dialect.name} reachable"
 
     def close(self) -> None:
         """Release the engine's connections (only when this store created the engine)."""
@@ -542,14 +604,18 @@ class StateStore:
             if rec is not None:
                 rec["occurrences"] += 1
                 continue
+            entity = cols["entity"][i]
+            raw_row, key_id = self._seal(cols["raw_row"][i], _FAILED, entity)
+            message, _ = self._seal(cols["message"][i], _FAILED, entity)
             by_fp[fp] = {
                 "id": _new_id(),
-                "entity": cols["entity"][i],
+                "entity": entity,
                 "stage": cols["stage"][i],
                 "error_code": cols["error_code"][i],
-                "message": cols["message"][i],
+                "message": message,
                 "bridge_ref": cols["bridge_ref"][i],
-                "raw_row": cols["raw_row"][i],
+                "raw_row": raw_row,
+                "payload_key_id": key_id,
                 "fingerprint": fp,
                 "first_seen_at": now,
                 "last_seen_at": now,
@@ -579,6 +645,9 @@ class StateStore:
                     "last_run_id": stmt.excluded.last_run_id,
                     "message": stmt.excluded.message,
                     "bridge_ref": stmt.excluded.bridge_ref,
+                    # Re-sealed under the active key (rotation), with its id beside it.
+                    "raw_row": stmt.excluded.raw_row,
+                    "payload_key_id": stmt.excluded.payload_key_id,
                     "status": "open",
                     "key_hash": sa.func.coalesce(
                         stmt.excluded.key_hash, failed_records.c.key_hash
@@ -660,16 +729,49 @@ class StateStore:
         status: str | None = "open",
         conn: sa.Connection | None = None,
     ) -> pa.Table:
-        """Failed records (`FAILED_RECORD_SCHEMA`), oldest first; ``None`` filters nothing."""
-        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names])
+        """Failed records (`FAILED_RECORD_SCHEMA`), oldest first; ``None`` filters nothing.
+
+        Sealed payloads (raw row, message) come back decrypted.
+        """
+        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names],
+                      failed_records.c.payload_key_id)
         if entity is not None:
             q = q.where(failed_records.c.entity == entity)
         if status is not None:
             q = q.where(failed_records.c.status == status)
         q = q.order_by(failed_records.c.first_seen_at, failed_records.c.id)
         with self._tx(conn) as c:
-            rows = c.execute(q).all()
-        return _rows_to_table(rows, FAILED_RECORD_SCHEMA)
+            rows = [self._open_failed(dict(r._mapping)) for r in c.execute(q)]
+        return pa.Table.from_pylist(rows, schema=FAILED_RECORD_SCHEMA)
+
+    def _open_failed(self, rec: dict[str, Any]) -> dict[str, Any]:
+        key_id = rec.pop("payload_key_id", None)
+        if key_id is not None:
+            rec["raw_row"] = self._open(rec["raw_row"], key_id, _FAILED, rec["entity"])
+            rec["message"] = self._open(rec["message"], key_id, _FAILED, rec["entity"])
+        return rec
+
+    def get_failed_record(self, record_id: str) -> dict[str, Any] | None:
+        """One failed record (`FAILED_RECORD_SCHEMA` fields), or None."""
+        q = sa.select(*[failed_records.c[n] for n in FAILED_RECORD_SCHEMA.names],
+                      failed_records.c.payload_key_id).where(failed_records.c.id == record_id)
+        with self._tx(None) as c:
+            r = c.execute(q).first()
+        return None if r is None else self._open_failed(dict(r._mapping))
+
+    def get_pending(self, pending_id: str) -> dict[str, Any] | None:
+        """One waiting child's row (`PENDING_SCHEMA` fields), or None."""
+        q = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names],
+                      pending_children.c.payload_key_id).where(pending_children.c.id == pending_id)
+        with self._tx(None) as c:
+            r = c.execute(q).first()
+        return None if r is None else self._open_pending(dict(r._mapping))
+
+    def _open_pending(self, row: dict[str, Any]) -> dict[str, Any]:
+        key_id = row.pop("payload_key_id", None)
+        if key_id is not None:
+            row["row_json"] = self._open(row["row_json"], key_id, _PENDING, row["entity"])
+        return row
 
     def set_failed_status(
         self,
@@ -721,6 +823,7 @@ class StateStore:
             k = (cols["entity"][i], cols["key_hash"][i], cols["parent_entity"][i],
                  cols["parent_key_hash"][i])
             children.setdefault(k[0], set()).add(k[1])
+            row_json, key_id = self._seal(cols["row_json"][i], _PENDING, k[0])
             # The last occurrence wins: it is the newest version of the child row.
             by_key[k] = {
                 "entity": k[0],
@@ -728,7 +831,8 @@ class StateStore:
                 "parent_entity": k[2],
                 "parent_key": parent_keys[i],
                 "parent_key_hash": k[3],
-                "row_json": cols["row_json"][i],
+                "row_json": row_json,
+                "payload_key_id": key_id,
                 "next_retry_at": cols["next_retry_at"][i],
                 "run_id": cols["run_id"][i],
             }
@@ -775,16 +879,18 @@ class StateStore:
         key_hashes: pa.Array | pa.ChunkedArray | Sequence[str],
         conn: sa.Connection | None = None,
     ) -> pa.Table:
-        """All waiting rows (`PENDING_SCHEMA`) of these children of ``entity``."""
-        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+        """All waiting rows (`PENDING_SCHEMA`) of these children of ``entity`` (decrypted)."""
+        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names],
+                         pending_children.c.payload_key_id).where(
             pending_children.c.entity == entity
         )
-        rows: list[sa.Row[Any]] = []
+        rows: list[Any] = []
         with self._tx(conn) as c:
             for part in _chunks(_values(key_hashes), _chunk_size(c)):
                 rows.extend(c.execute(base.where(pending_children.c.key_hash.in_(part))).all())
         rows.sort(key=lambda r: (r.first_seen_at, r.id))
-        return _rows_to_table(rows, PENDING_SCHEMA)
+        opened = [self._open_pending(dict(r._mapping)) for r in rows]
+        return pa.Table.from_pylist(opened, schema=PENDING_SCHEMA)
 
     def due_pending(
         self,
@@ -798,7 +904,8 @@ class StateStore:
         ``now`` given: only those due (``next_retry_at <= now``); ``None``: all of them.
         ``parent_key_hashes`` given: only those waiting on one of these parent keys.
         """
-        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names]).where(
+        base = sa.select(*[pending_children.c[n] for n in PENDING_SCHEMA.names],
+                         pending_children.c.payload_key_id).where(
             pending_children.c.entity == entity
         )
         if now is not None:
@@ -813,7 +920,9 @@ class StateStore:
                     q = base.where(pending_children.c.parent_key_hash.in_(part))
                     rows.extend(c.execute(q).all())
                 rows.sort(key=lambda r: (r.first_seen_at, r.id))
-        return _rows_to_table(rows, PENDING_SCHEMA)
+        # Decrypted here, so resolution sees plain rows whatever the key configuration.
+        opened = [self._open_pending(dict(r._mapping)) for r in rows]
+        return pa.Table.from_pylist(opened, schema=PENDING_SCHEMA)
 
     def bump_pending(
         self,
@@ -908,11 +1017,3 @@ def _as_utc(value: Any) -> datetime:
 def _fingerprints(rejects: pa.Table) -> list[str]:
     cols = [rejects.column(n).to_pylist() for n in ("entity", "stage", "error_code", "raw_row")]
     return [fingerprint(*vals) for vals in zip(*cols, strict=True)]
-
-
-def _rows_to_table(rows: Sequence[sa.Row[Any]], schema: pa.Schema) -> pa.Table:
-    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
-    return pa.table(
-        [pa.array(list(col), f.type) for col, f in zip(columns, schema, strict=True)],
-        schema=schema,
-    )

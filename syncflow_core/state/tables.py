@@ -131,6 +131,8 @@ failed_records = sa.Table(
     sa.Column("slice_key", sa.String(32)),  # the slice whose sync rejected the row
     # Written by a batch the reject-ratio gate refused: not "on record" for the gate's next try.
     sa.Column("gate_blocked", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Id of the key that sealed raw_row and message (NULL: plain text); `state.payloads`.
+    sa.Column("payload_key_id", sa.String(32)),
     sa.UniqueConstraint("fingerprint", name="uq_sf_failed_records_fingerprint"),
     sa.CheckConstraint(
         "status IN ('open', 'replayed', 'resolved')", name="ck_sf_failed_records_status"
@@ -156,6 +158,7 @@ pending_children = sa.Table(
     sa.Column("run_id", sa.String(64)),
     # One row per (waiting child, missing parent key): a child missing a department and a
     # manager waits twice; it loads only when both exist (every row carries the whole child).
+    sa.Column("payload_key_id", sa.String(32)),  # the key that sealed row_json (NULL: plain)
     sa.UniqueConstraint(
         "entity",
         "key_hash",

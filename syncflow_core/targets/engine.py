@@ -13,14 +13,31 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from syncflow_core.errors import ConfigError
+from syncflow_core.redaction import register_url
+
 __all__ = ["create_sql_engine", "is_postgres", "is_sqlite"]
 
 _SQLITE_BUSY_MS = 30_000
 
 
 def create_sql_engine(url: str | sa.URL, **kwargs: Any) -> sa.Engine:
-    """An engine for ``url``; SQLite gets real transactions, WAL and a busy timeout."""
-    engine = sa.create_engine(url, **kwargs)
+    """An engine for ``url``; SQLite gets real transactions, WAL and a busy timeout.
+
+    The URL's credentials are remembered for redaction (`redaction.register_url`) before
+    anything can fail and quote them.
+    """
+    if isinstance(url, str):
+        register_url(url)
+    else:
+        register_url(url.render_as_string(hide_password=False))
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            "a database URL does not parse (check its scheme, and %-encode special characters "
+            "of the password: @ as %40, : as %3A, / as %2F)"
+        ) from None
     if engine.dialect.name == "sqlite":
         _make_sqlite_transactional(engine)
     return engine

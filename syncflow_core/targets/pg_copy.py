@@ -249,10 +249,10 @@ def local_setting(dbapi_conn: Any, name: str, value: str) -> Iterator[None]:
     """Set a server setting for the statements inside, then put the caller's value back."""
     old = dbapi_conn.execute("SELECT current_setting(%s)", (name,)).fetchone()[0]
     dbapi_conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-    try:
-        yield
-    finally:
-        dbapi_conn.execute("SELECT set_config(%s, %s, true)", (name, old))
+    # Not in a `finally`: after an error the transaction is aborted (and rolls the setting
+    # back); a statement there would only replace the real error with InFailedSqlTransaction.
+    yield
+    dbapi_conn.execute("SELECT set_config(%s, %s, true)", (name, old))
 
 
 @contextmanager
@@ -288,13 +288,11 @@ def column_defaults(
             sql.Literal(template), args
         )
     )
-    try:
-        yield
-    finally:
-        drops = sql.SQL(", ").join(
-            sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(sql.Identifier(n)) for n in names
-        )
-        dbapi_conn.execute(sql.SQL("ALTER TABLE {} {}").format(target, drops))
+    yield  # after an error the rollback drops the defaults (see `local_setting`)
+    drops = sql.SQL(", ").join(
+        sql.SQL("ALTER COLUMN {} DROP DEFAULT").format(sql.Identifier(n)) for n in names
+    )
+    dbapi_conn.execute(sql.SQL("ALTER TABLE {} {}").format(target, drops))
 
 
 def recreate_indexes(dbapi_conn: Any, definitions: Sequence[str]) -> None:

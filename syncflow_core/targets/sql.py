@@ -48,7 +48,7 @@ from alembic.operations import Operations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
-from syncflow_core.errors import ConfigError, TargetSchemaError
+from syncflow_core.errors import ConfigError, TargetError, TargetSchemaError
 from syncflow_core.identity import (
     BATCH_ID,
     BRIDGE_COLUMNS,
@@ -62,6 +62,7 @@ from syncflow_core.identity import (
 from syncflow_core.key_order import pg_collations
 from syncflow_core.names import check_name
 from syncflow_core.pg_binds import binds_as_settings
+from syncflow_core.redaction import db_errors, guard_db_errors
 from syncflow_core.rejects import ROW_ID
 from syncflow_core.targets import pg_copy
 from syncflow_core.targets.ddl import (
@@ -255,6 +256,7 @@ def _to_arrow(values: Sequence[Any], ct: ColumnType) -> pa.Array:
     return pa.array(vals, t)
 
 
+@guard_db_errors(TargetError)
 class SqlTarget:
     """Entity tables in one SQL database (SQLite file or PostgreSQL), optionally in a schema."""
 
@@ -281,9 +283,16 @@ class SqlTarget:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """One transaction on the target (the pipeline writes state in it when shared)."""
-        with self.engine.begin() as conn:
+        """One transaction on the target (the pipeline writes state in it when shared).
+
+        A database error inside the block (also the commit's) becomes a `TargetError` whose
+        text carries no statement, parameter or row value.
+        """
+        with db_errors(TargetError, self._where()), self.engine.begin() as conn:
             yield conn
+
+    def _where(self) -> str:
+        return f"{getattr(self, 'dialect', 'sql')} target"
 
     def lock_for_write(self, conn: sa.Connection, name: str) -> None:
         """Serialize writers of one table until ``conn``'s transaction ends.
@@ -298,6 +307,12 @@ class SqlTarget:
             conn.execute(
                 sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key}
             )
+
+    def ping(self) -> str:
+        """Connect and run ``SELECT 1`` (a health check); what answered."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+        return f"{self.engine.dialect.name} reachable"
 
     def close(self) -> None:
         """Close the ADBC connection and dispose of the engine."""
@@ -669,6 +684,17 @@ class SqlTarget:
             for part in _chunks(hashes, 900)
         ]
         return pa.concat_tables(parts) if parts else schema.empty_table()
+
+    def refs_for(self, name: str, key_hashes: Sequence[str]) -> dict[str, str | None]:
+        """`_bridge_ref` of the stored rows with these key hashes (a few, for display)."""
+        cols = self._require(name)
+        table = self._table(name, cols)
+        out: dict[str, str | None] = {}
+        with self.engine.connect() as conn:
+            for part in _chunks(list(key_hashes), 900):
+                q = sa.select(table.c[KEY_HASH], table.c[REF]).where(table.c[KEY_HASH].in_(part))
+                out.update({r[0]: r[1] for r in conn.execute(q)})
+        return out
 
     def existing_keys(self, name: str, key_hashes: pa.Array | pa.ChunkedArray) -> pa.Array:
         """Per input hash: is there a live (not soft-deleted) row with it?"""
