@@ -11,8 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
-from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
@@ -28,7 +26,7 @@ from syncflow_core.pipeline import (
     prepare_batch,
     resolve_batch,
 )
-from syncflow_core.rejects import without_row_ids
+from syncflow_core.rejects import jsonable, without_row_ids
 from syncflow_core.runtime import Runtime
 from syncflow_core.slices import slice_keys
 
@@ -59,21 +57,11 @@ class DiffReport:
         return asdict(self)
 
 
-def _plain(v: Any) -> Any:
-    if isinstance(v, datetime | date):
-        return v.isoformat()
-    if isinstance(v, Decimal):
-        return str(v)
-    if isinstance(v, bytes):
-        return v.hex()
-    return v
-
-
 def _rows(table: pa.Table, n: int) -> list[dict[str, Any]]:
     shown = [c for c in table.column_names if not c.startswith("_bridge_") or c == REF]
     shown = [c for c in shown if c != OP and not c.startswith("__sf")]
     rows = table.select(shown).slice(0, n).to_pylist()
-    return [{k: _plain(v) for k, v in r.items()} for r in rows]
+    return [{k: jsonable(v) for k, v in r.items()} for r in rows]
 
 
 def _add_sample(report: DiffReport, kind: str, rows: list[dict[str, Any]], n: int) -> None:

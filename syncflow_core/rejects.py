@@ -26,6 +26,7 @@ __all__ = [
     "ROW_ID",
     "concat_reject_specs",
     "empty_reject_specs",
+    "jsonable",
     "materialize_rejects",
     "reject_specs",
     "with_row_ids",
@@ -114,7 +115,8 @@ def concat_reject_specs(parts: Sequence[pa.Table]) -> pa.Table:
     )
 
 
-def _jsonable(v: Any) -> Any:
+def jsonable(v: Any) -> Any:
+    """A row value as JSON can hold it (dates ISO, decimals as text, bytes as hex)."""
     if isinstance(v, datetime | date):
         return v.isoformat()
     if isinstance(v, Decimal):
@@ -152,7 +154,7 @@ def materialize_rejects(
     )
     rows = taken.to_pylist()
     raw_json = [
-        json.dumps({k: _jsonable(v) for k, v in r.items()}, ensure_ascii=False) for r in rows
+        json.dumps({k: jsonable(v) for k, v in r.items()}, ensure_ascii=False) for r in rows
     ]
     n = specs.num_rows
     if bridge_refs is None:
