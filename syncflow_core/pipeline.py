@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -91,6 +91,7 @@ from syncflow_core.sources.sql import SqlSource
 from syncflow_core.utf8_check import RawText, scalar_value
 
 __all__ = [
+    "COUNT_FIELDS",
     "Runtime",
     "SyncCounts",
     "delta_batch",
@@ -139,25 +140,16 @@ class SyncCounts:
 
     def add(self, other: SyncCounts) -> None:
         """Accumulate another chunk's counts into this one."""
-        for name in (
-            "fetched",
-            "rejected",
-            "rejected_new",
-            "inserted",
-            "updated",
-            "unchanged",
-            "deleted",
-            "pending",
-            "resolved",
-            "superseded",
-            "parent_missing",
-            "rowversion_backwards",
-        ):
+        for name in COUNT_FIELDS:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for k, v in other.durations.items():
             self.durations[k] = self.durations.get(k, 0.0) + v
         self.paused = other.paused
         self.complete = other.complete
+
+
+COUNT_FIELDS = tuple(f.name for f in fields(SyncCounts) if f.type in (int, "int"))
+"""The row counts of `SyncCounts` (what chunks add up and the UI plots), in field order."""
 
 
 # ---------------------------------------------------------------------------------- helpers

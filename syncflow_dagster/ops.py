@@ -17,7 +17,7 @@ from dagster import Failure, In, MetadataValue, Nothing, OpDefinition, OpExecuti
 
 from syncflow_core import pipeline, stream
 from syncflow_core.log_context import log_context
-from syncflow_core.pipeline import SyncCounts
+from syncflow_core.pipeline import COUNT_FIELDS, SyncCounts
 from syncflow_core.redaction import safe_message
 from syncflow_core.runtime import Runtime
 from syncflow_core.stream import STAGES, ChunkStream
@@ -44,10 +44,6 @@ ERP_POOL = "erp_source"
 granularity every run holds each of its ops' pools from launch to end). The other ops are in
 the entity's pool (`translation.entity_pool`), the load op above all: a re-execution of the
 load alone still holds its entity."""
-COUNT_FIELDS = ("fetched", "rejected", "rejected_new", "inserted", "updated", "unchanged",
-                "deleted", "pending", "resolved", "superseded", "parent_missing",
-                "rowversion_backwards")
-"""SyncCounts fields recorded as materialization metadata (the UI plots them over time)."""
 
 StageOps = dict[str, OpDefinition]
 
