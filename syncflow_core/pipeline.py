@@ -528,7 +528,8 @@ def _stored_identities(
 ) -> pa.Table:
     """What the target holds in ``(lo, hi]``. Touches only the target and the state store
     (safe on a thread); nothing for an unordered entity (`delta_batch` reads by key hash)."""
-    if rt.target.table_exists(ent.table_name) and not keys_unordered(rt, ent.name):
+    exists = rt.target.table_exists(ent.table_name, refresh=False)  # (asked every chunk)
+    if exists and not keys_unordered(rt, ent.name):
         return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     return empty_stored()
 
@@ -962,29 +963,34 @@ def _stream_slice(
         return PartFeeder(partial(prepare_part, entity=ent, source_types=plan.source_types))
 
     fed = feeder()
+    # Each chunk's stored identities are read as soon as its last key is known (the read of
+    # the chunk ahead calls `on_end`), so they come in while the chunk before it loads. Key
+    # ranges of a pass are disjoint and each load commits only its own range, so the read
+    # sees what the chunk's own delta must compare against.
+    prefetch = parallel and not bulk
     with ThreadPoolExecutor(2, thread_name_prefix="syncflow-read") as readers:
-        # The first chunk's stored identities are read as soon as its last key is known, on
-        # a connection opened while the source is read (later chunks' reads overlap anyway).
-        first_stored: list[Future[pa.Table]] = []
         warm = readers.submit(rt.target.open_reader) if parallel else None
 
-        def read_first_identities(end: Any) -> None:
-            # The batch's range before the batch exists (through the same key encoding).
-            lo, hi = _key_range(ent, plan.source_types, encode_key(start), encode_key(end))
-            first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi))
+        def identities_at_end(begin: Any, into: list[Future[pa.Table]]) -> Callable[[Any], None]:
+            def on_end(end: Any) -> None:
+                # The batch's range before the batch exists (through the same key encoding).
+                lo, hi = _key_range(ent, plan.source_types, encode_key(begin), encode_key(end))
+                into.append(readers.submit(_stored_identities, rt, ent, lo, hi))
+
+            return on_end
 
         def nothing_stored() -> Future[pa.Table]:
             done: Future[pa.Table] = Future()
             done.set_result(empty_stored())
             return done
 
+        prefetched: list[Future[pa.Table]] = []
         try:
             batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
-                          read_first_identities if parallel and not bulk else None, first_size)
+                          identities_at_end(start, prefetched) if prefetch else None, first_size)
         except BaseException:
             _drop_read_ahead(None, fed)
-            for f in first_stored:
-                f.cancel()
+            _cancel(prefetched)
             raise
         if warm is not None:
             warm.result()  # a failed connect is reported here, not lost on the thread
@@ -993,13 +999,17 @@ def _stream_slice(
         while True:
             ahead: Future[Batch] | None = None
             next_fed = feeder()
+            next_prefetched: list[Future[pa.Table]] = []
             if not batch.info["complete"]:
                 end = decode_key(batch.info["end"])
-                ahead = readers.submit(_read, rt, plan, end, 1, None, 0.0, next_fed)
+                ahead = readers.submit(
+                    _read, rt, plan, end, 1, None, 0.0, next_fed,
+                    identities_at_end(end, next_prefetched) if prefetch else None,
+                )
             if bulk:
                 stored = nothing_stored()
-            elif first_stored:
-                stored = first_stored.pop()
+            elif prefetched:
+                stored = prefetched.pop()
             else:
                 lo, hi = _target_range(ent, batch)
                 stored = readers.submit(_stored_identities, rt, ent, lo, hi)
@@ -1020,17 +1030,26 @@ def _stream_slice(
             except BaseException:
                 stored.cancel()
                 _drop_read_ahead(ahead, next_fed)
+                _cancel(next_prefetched)
                 raise
             if counts.complete or counts.paused:
                 _drop_read_ahead(ahead, next_fed)
+                _cancel(next_prefetched)
                 return total
             assert ahead is not None  # an incomplete chunk always reads ahead
             try:
                 batch = ahead.result()
             except BaseException:
                 _drop_read_ahead(None, next_fed)
+                _cancel(next_prefetched)
                 raise
-            fed = next_fed
+            fed, prefetched = next_fed, next_prefetched
+
+
+def _cancel(futures: list[Future[pa.Table]]) -> None:
+    """Drop reads ahead that are no longer wanted (one already running finishes unread)."""
+    for f in futures:
+        f.cancel()
 
 
 def _drop_read_ahead(ahead: Future[Batch] | None, fed: PartFeeder | None) -> None:
