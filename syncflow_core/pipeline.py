@@ -947,9 +947,8 @@ def _stream_slice(
     plan, start = _read_plan(rt, entity, slice_key)
     first_size = ent.chunk_size
     # Chunks this big go to the worker processes, piece by piece while they are read (smaller
-    # ones are prepared inline). Fork the workers before any reader thread exists: a fork
-    # copies only the calling thread, and a lock another thread holds at that moment would
-    # stay held in the child.
+    # ones are prepared inline). The workers start now and get ready while the first chunk
+    # is read.
     parallel = first_size >= DEFAULT_MIN_ROWS
     if parallel:
         start_pool()
@@ -995,7 +994,7 @@ def _stream_slice(
         if warm is not None:
             warm.result()  # a failed connect is reported here, not lost on the thread
         if not parallel and batch.table("raw").num_rows >= DEFAULT_MIN_ROWS:
-            start_pool()  # NULL-key rows made a small chunk big; still no thread runs
+            start_pool()  # NULL-key rows made a small chunk big
         while True:
             ahead: Future[Batch] | None = None
             next_fed = feeder()
