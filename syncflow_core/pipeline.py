@@ -714,12 +714,14 @@ def load_batch(
     should_stop: Callable[[], bool] | None = None,
     *,
     bulk: bool = False,
+    had_pending: bool | None = None,
 ) -> SyncCounts:
     """Write the batch's changes, failed records, pending children and cursor; return counts.
 
     ``should_stop`` is asked after the write: when it says stop and the slice is not complete,
     the cursor is recorded as *paused* (the next run resumes there). ``bulk``: the target is
     in a streamed first load (`SqlTarget.begin_bulk`), every row is an insert.
+    ``had_pending``: whether the entity may have waiting children (None: ask the state store).
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
@@ -771,7 +773,8 @@ def load_batch(
         old_wm = rt.state.get_watermark(entity, slice_key)
         seen_wm = rt.state.get_watermark(entity, pass_key)
     # Most loads have nothing waiting: skip the per-key pending cleanup then (1M keys ~15 s).
-    had_pending = rt.state.pending_counts(entity).total > 0
+    if had_pending is None:
+        had_pending = rt.state.pending_counts(entity).total > 0
     if complete:
         # The pass is over: also what left the source unseen (keys-only, `reconcile`).
         deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
@@ -967,6 +970,7 @@ def _stream_slice(
     # ranges of a pass are disjoint and each load commits only its own range, so the read
     # sees what the chunk's own delta must compare against.
     prefetch = parallel and not bulk
+    had_pending = rt.state.pending_counts(entity).total > 0  # asked once, kept up to date
     with ThreadPoolExecutor(2, thread_name_prefix="syncflow-read") as readers:
         warm = readers.submit(rt.target.open_reader) if parallel else None
 
@@ -1022,7 +1026,10 @@ def _stream_slice(
                 batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index,
                                     bulk=bulk)
                 batch = resolve_batch(rt, entity, batch)
-                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk)
+                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk,
+                                    had_pending=had_pending)
+                # Only this run adds waiting children of the entity while it runs.
+                had_pending = had_pending or counts.pending > 0
                 total.add(counts)
                 if after_chunk is not None:
                     after_chunk(counts)

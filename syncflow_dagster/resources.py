@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr
 from syncflow_core.config import SyncFlowConfig, load_config
 from syncflow_core.errors import ConfigError
 from syncflow_core.runtime import Runtime
+from syncflow_dagster.storage_pool import pool_storage_connections
 
 __all__ = [
     "CONFIG_ENV",
@@ -159,6 +160,8 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
         and the source's reflected columns instead of each opening its own."""
         cfg = self.load_config()
         self._run_runtime = Runtime.open(cfg, self.environment(cfg))
+        if context.instance is not None:
+            pool_storage_connections(context.instance)  # the run's event writes that follow
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         """Close the run's `Runtime`."""
