@@ -782,7 +782,7 @@ def load_batch(
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
             ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i"),
-            bulk=bulk,
+            bulk=bulk, keys_distinct="settled" in batch.tables,  # the delta kept one per key
         )
         # Failed records and waiting children agree with what was just written.
         settle_chunk(

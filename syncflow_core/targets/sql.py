@@ -835,7 +835,9 @@ class SqlTarget:
 
     # ------------------------------------------------------------------ writes
 
-    def _prepare(self, name: str, upserts: pa.Table, cols: dict[str, ColumnType]) -> pa.Table:
+    def _prepare(
+        self, name: str, upserts: pa.Table, cols: dict[str, ColumnType], *, distinct: bool = False
+    ) -> pa.Table:
         drop = [
             c for c in upserts.column_names
             if c == ROW_ID or c in _WRITE_SET
@@ -860,12 +862,13 @@ class SqlTarget:
         keys = data.column(KEY_HASH)
         if keys.null_count:
             raise ValueError(f"upserts for {name!r}: {keys.null_count} rows without {KEY_HASH}")
-        distinct = data.num_rows if _surely_distinct(keys) else pc.count_distinct(keys).as_py()
-        if distinct != data.num_rows:
-            raise ValueError(
-                f"upserts for {name!r}: {data.num_rows - distinct} duplicate {KEY_HASH} values "
-                "(one row per key per write)"
-            )
+        if not distinct:
+            n = data.num_rows if _surely_distinct(keys) else pc.count_distinct(keys).as_py()
+            if n != data.num_rows:
+                raise ValueError(
+                    f"upserts for {name!r}: {data.num_rows - n} duplicate {KEY_HASH} values "
+                    "(one row per key per write)"
+                )
         arrays = []
         for c in data.column_names:
             want = cols[c].arrow()
@@ -892,6 +895,7 @@ class SqlTarget:
         *,
         insert_mask: pa.Array | pa.ChunkedArray | None = None,
         bulk: bool = False,
+        keys_distinct: bool = False,
     ) -> WriteCounts:
         """Insert/update ``upserts`` and soft-delete the ``deletes`` key hashes.
 
@@ -906,6 +910,9 @@ class SqlTarget:
 
         ``bulk=True`` (inside `begin_bulk` ... `end_bulk`): every row is new; COPY them straight
         into the table, its indexes dropped by the first such write.
+
+        ``keys_distinct=True``: the caller vouches that no key hash repeats in ``upserts`` (the
+        delta engine's output), which is otherwise checked (~15 ms per 50k rows).
         """
         if synced_at.tzinfo is None:
             raise ValueError("synced_at must be timezone-aware (UTC)")
@@ -914,7 +921,7 @@ class SqlTarget:
                 f"insert_mask has {len(insert_mask)} values for {upserts.num_rows} upserts"
             )
         cols = self._require(name, conn)
-        data = self._prepare(name, upserts, cols)
+        data = self._prepare(name, upserts, cols, distinct=keys_distinct)
         if isinstance(deletes, pa.ChunkedArray):
             deletes = deletes.combine_chunks()
         gone = [h for h in pc.unique(deletes).to_pylist() if h is not None]
