@@ -41,12 +41,12 @@ def _phase(path: str, config: str, run: str, env: dict[str, str]) -> dict[str, f
     cfg = load_config(config)
     keys = slice_keys(cfg.entity(ENTITY).slice_count)
     if path == "direct":
-        from syncflow_core.pipeline import SyncCounts, sync_slice
+        from syncflow_core.pipeline import SyncCounts, first_load, sync_slice
         from syncflow_core.runtime import Runtime
 
         total = SyncCounts()
         t0 = time.perf_counter()
-        with Runtime.open(cfg, env) as rt:
+        with Runtime.open(cfg, env) as rt, first_load(rt, ENTITY):  # as the load op does
             for key in keys:
                 total.add(sync_slice(rt, ENTITY, key, run))
         return {"seconds": time.perf_counter() - t0, "fetched": total.fetched,

@@ -97,6 +97,7 @@ __all__ = [
     "delta_batch",
     "ensure_slice_plan",
     "extract",
+    "first_load",
     "identify_batch",
     "load_batch",
     "normalize_batch",
@@ -924,13 +925,31 @@ def sync_slice(
     """
     ent = rt.entity(entity)
     table = ent.table_name
-    if rt.target.table_exists(table):
+    outer = rt.target.in_bulk(table)  # inside `first_load`: it ends the bulk load
+    if not outer and rt.target.table_exists(table):
         rt.target.ensure_indexes(table, ent.business_key_fields)  # a killed first load's
-    bulk = rt.target.begin_bulk(table)
+    bulk = outer or rt.target.begin_bulk(table)
     try:
         return _stream_slice(rt, ent, slice_key, run_id, should_stop, after_chunk, bulk)
     finally:
-        if bulk:
+        if bulk and not outer:
+            rt.target.end_bulk(table)
+
+
+@contextmanager
+def first_load(rt: Runtime, entity: str) -> Iterator[None]:
+    """Around a run's `sync_slice` calls: when the target table is empty at the start, all
+    of them are one streamed first load (every chunk COPYed in, the indexes built once at
+    the end), not only the first slice. The run must be the entity's only writer (one run
+    per entity) and its slices disjoint, as `sync_slice` already requires. Without it the
+    second slice of a first load finds rows (the first slice's) and inserts through the
+    indexes: at 10M rows in 7 slices, slices 2-7 took 2-3x the first one's time."""
+    table = rt.entity(entity).table_name
+    started = rt.target.begin_bulk(table)
+    try:
+        yield
+    finally:
+        if started:
             rt.target.end_bulk(table)
 
 

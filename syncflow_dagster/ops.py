@@ -185,26 +185,8 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         step = context.get_step_execution_context()
         done: list[str] = []
         with resource.runtime() as rt:
-            for key in keys:
-                try:
-                    with log_context(run_id=context.run_id, batch_id=context.run_id,
-                                     entity=name, slice=key):
-                        counts = pipeline.sync_slice(
-                            rt, name, key, context.run_id, should_stop,
-                            after_chunk=_chunk_logger(context, name, key),
-                        )
-                except Exception as exc:
-                    raise _fail(name, "load", key, exc) from None
-                done.append(key)
-                meta = counts_metadata(counts)
-                meta["slice"] = key
-                if len(keys) == 1:
-                    context.add_output_metadata(meta)
-                else:  # each slice's materialization gets its own counts
-                    step.add_asset_metadata(meta, partition_key=key)
-                if counts.paused:
-                    mark_paused(context, key)
-                    break  # window closed: the remaining slices wait for the next night
+            with pipeline.first_load(rt, name):  # a single-run backfill's slices as one
+                _sync_slices(context, rt, name, keys, should_stop, done)
             target_meta = _target_metadata(rt, target_table)
         if len(keys) == 1:
             context.add_output_metadata(target_meta)
@@ -215,3 +197,29 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         "extract": extract_op, "normalize": normalize_op, "identify": identify_op,
         "delta": delta_op, "resolve": resolve_op, "load": load_op,
     }
+
+
+def _sync_slices(context: OpExecutionContext, rt: Runtime, name: str, keys: list[str],
+                 should_stop: Callable[[], bool] | None, done: list[str]) -> None:
+    """Sync the run's slices in turn, each reporting its own counts; stop at a pause."""
+    step = context.get_step_execution_context()
+    for key in keys:
+        try:
+            with log_context(run_id=context.run_id, batch_id=context.run_id,
+                             entity=name, slice=key):
+                counts = pipeline.sync_slice(
+                    rt, name, key, context.run_id, should_stop,
+                    after_chunk=_chunk_logger(context, name, key),
+                )
+        except Exception as exc:
+            raise _fail(name, "load", key, exc) from None
+        done.append(key)
+        meta = counts_metadata(counts)
+        meta["slice"] = key
+        if len(keys) == 1:
+            context.add_output_metadata(meta)
+        else:  # each slice's materialization gets its own counts
+            step.add_asset_metadata(meta, partition_key=key)
+        if counts.paused:
+            mark_paused(context, key)
+            break  # window closed: the remaining slices wait for the next night

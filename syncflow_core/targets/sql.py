@@ -791,6 +791,10 @@ class SqlTarget:
         self._bulk[name] = None
         return True
 
+    def in_bulk(self, name: str) -> bool:
+        """Whether a streamed first load of ``name`` is under way (`begin_bulk` ... `end_bulk`)."""
+        return name in self._bulk
+
     def end_bulk(self, name: str) -> None:
         """Rebuild the indexes a streamed first load dropped (once, for all its chunks)."""
         definitions = self._bulk.pop(name, None)

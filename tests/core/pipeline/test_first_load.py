@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from syncflow_core.config import SyncFlowConfig, parse_config
 from syncflow_core.errors import ConfigError
-from syncflow_core.pipeline import sync_slice
+from syncflow_core.pipeline import first_load, sync_slice
 from syncflow_core.runtime import Runtime
 from tests.core.pipeline.conftest import pg_pair
 from tests.core.pipeline.erp import (
@@ -151,3 +151,35 @@ def test_first_load_chunk_size_is_gone_with_a_message_saying_why() -> None:
         parse_config({"version": 1, "sources": {"erp": {"kind": "sql", "url": "sqlite://"}},
                       "target": {"url": "sqlite://"}, "entities": {"products": body}},
                      source_file="old.yaml")
+
+
+def test_a_first_load_over_several_slices_is_one_bulk_load(pg_urls: tuple[str, str]) -> None:
+    """A run syncing every slice of an empty table (a single-run backfill) COPYs all their
+    chunks with the indexes dropped and builds them once, after the last slice."""
+    src_url, tgt_url = pg_urls
+    erp = Erp(src_url)
+    good = products(900)
+    erp.create_products(good)
+    cfg = make_config(src_url, tgt_url, {"products": entity_config(
+        extra={"slices": 3, "chunk_size": 100})})
+    with Runtime.open(cfg, {}) as rt:
+        during: list[set[str]] = []
+
+        def chunk_done(counts: Any) -> None:
+            during.append(_indexes(rt, "products"))
+
+        with first_load(rt, "products"):
+            for key in ("slice-01", "slice-02", "slice-03"):
+                sync_slice(rt, "products", key, "run-1", after_chunk=chunk_done)
+        assert len(during) >= 9 and all(names == set() for names in during)
+        assert _indexes(rt, "products") == {"products_bkh_uq", "products_bk_ix"}
+        rows = target_rows(rt, "products")
+        assert {k: business_values(r) for k, r in rows.items()} == expected(good)
+
+        # Not empty any more: the next run's slices classify against the stored rows.
+        during.clear()
+        with first_load(rt, "products"):
+            again = sync_slice(rt, "products", "slice-02", "run-2", after_chunk=chunk_done)
+        assert (again.inserted, again.updated, again.deleted) == (0, 0, 0)
+        assert all(names == {"products_bkh_uq", "products_bk_ix"} for names in during)
+    erp.close()
