@@ -127,7 +127,9 @@ def test_a_pass_killed_between_chunks_resumes_without_false_collisions(
     src_url, tgt_url = engine_urls
     # ' k04' sorts first, 'k04' in the middle: their copies are chunks apart.
     erp = _source(src_url, [(f"k{i:02}", str(i), i) for i in range(9)] + [(" k04", "40", 40)])
-    extra = {"delta_strategy": "rowversion", "rowversion_field": "RV"} if strategy == "rowversion" else {}
+    extra = {"delta_strategy": "rowversion", "rowversion_field": "RV"}
+    if strategy == "hash":
+        extra = {}
     cfg = make_config(src_url, tgt_url, {"l": _entity(**extra)})
     loaded = {f"k{i:02}": str(i) for i in range(9)}
     del loaded["k04"]
@@ -135,12 +137,11 @@ def test_a_pass_killed_between_chunks_resumes_without_false_collisions(
         loaded["k04"] = "40"  # the highest version of the key loads
     with Runtime.open(cfg, {}) as rt:
         for kill_after in (1, 3, 5):
-            n = 0
+            done = [kill_after]  # chunks left before the crash
 
-            def crash(_: SyncCounts) -> None:
-                nonlocal n
-                n += 1
-                if n == kill_after:
+            def crash(_: SyncCounts, left: list[int] = done) -> None:
+                left[0] -= 1
+                if left[0] == 0:
                     raise _Crash
 
             with pytest.raises(_Crash):
