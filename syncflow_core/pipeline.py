@@ -698,10 +698,25 @@ def _keys_unordered(
     if gathered_from is not None:  # copies gathered from the whole slice are no strays
         rows = rows.filter(pc.less(rows.column(ROW_ID), gathered_from))
     lost_bounds = (lo, hi) == (None, ()) and batch.info["end"] != encode_key(())
-    if lost_bounds or stray_count(rows, ent.business_key_fields, lo, hi):
+    # (Equal raw bounds: an empty read at the end of a slice, no cleaning involved.)
+    upside_down = batch.info["start"] != batch.info["end"] and not _ascending(lo, hi)
+    if lost_bounds or upside_down or stray_count(rows, ent.business_key_fields, lo, hi):
         mark_keys_unordered(rt, ent.name)
         return True
     return False
+
+
+def _ascending(lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None) -> bool:
+    """Whether a chunk's cleaned range ``(lo, hi]`` is not upside down. Cleaning that turns
+    the chunk's last key to or below its first is out of order even when that last row is
+    rejected (no stray then shows it): chunks' cleaned ranges must not overlap, or copies of
+    one key could sit in two chunks unseen (`syncflow_core.collisions`)."""
+    if not lo or not hi:
+        return True  # unbounded, or the empty range below every key
+    try:
+        return bool(lo < hi)
+    except TypeError:  # values that do not compare: no order to rely on
+        return False
 
 
 def _settled_keys(rows: pa.Table, dup_specs: pa.Table) -> pa.Array | pa.ChunkedArray:
