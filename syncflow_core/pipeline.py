@@ -478,7 +478,9 @@ def _gather_copies(rt: Runtime, plan: _ReadPlan, batch: Batch) -> Batch:
     raw = batch.table("raw")
     got = gather_copies(source, ent, types, keys, raw, lo, hi, wanted)
     own = without_row_ids(raw).filter(got.kept)
-    merged = _unify_chunks([own, *got.copies]) if got.copies else own
+    # An empty read comes typed all text: it must not turn the copies' types to text.
+    parts = [own, *got.copies] if own.num_rows else got.copies
+    merged = _unify_chunks(parts) if parts else own
     tables["raw"] = with_row_ids(merged)
     # Rows kept per keyed chunk (the rowversion floor counts chunks; copies are in none).
     kept = got.kept.to_numpy(zero_copy_only=False)
