@@ -8,9 +8,9 @@ tuning): directly with `sync_slice`, and as a user runs it, by materializing the
 asset on a Dagster instance with dagster-postgres storage. Both run the initial load, then a
 rerun after 10 % of the source rows changed. Each phase runs in a fresh process; its wall time
 is the sync call (imports excluded), its peak RSS is the whole process tree (the process and its
-worker processes, imports included) sampled every 10 ms. Prints the stage files a run leaves on
-disk (there should be none). Targets: at 1M rows the asset path <= 1.10x the direct wall and
-<= 1.2x its peak; at 3M rows both peaks <= 1.2 GB.
+worker processes, imports included), sampled every 20 ms by a separate process. Prints the
+stage files a run leaves on disk (there should be none). Targets: at 1M rows the asset path
+<= 1.10x the direct wall and <= 1.2x its peak; at 3M rows both peaks <= 1.2 GB.
 """
 
 from __future__ import annotations

@@ -200,7 +200,8 @@ def main() -> None:
         sf_rerun = _phase("syncflow rerun", lambda: _syncflow(env, chunk, "rerun"), n)
         shutdown_pool()
         if not have_dlt:
-            print("dlt not installed: pip install -e '.[bench]' for the comparison")
+            if not args.no_dlt:
+                print("dlt not installed: pip install -e '.[bench]' for the comparison")
             return
         # dlt on a fresh copy of the unchanged source, then the same change.
         pg.create_database("erp2")

@@ -24,6 +24,7 @@ the owning chunk writes it back in the same pass (a soft-deleted stored row is a
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -63,14 +64,25 @@ UNORDERED_MARK = "~keys-unordered"
 _SCAN_CHUNK = 200_000  # source rows per chunk of the reconciliation's key scan
 
 
+# What a runtime has learnt of the mark, per entity. Every chunk asks twice (its stored-side
+# read and its delta), and a state-store round trip each cost ~10 ms per chunk. Only one run
+# writes an entity at a time, and only this module sets the mark, so the answer holds for the
+# runtime's life.
+_marks: weakref.WeakKeyDictionary[Runtime, dict[str, bool]] = weakref.WeakKeyDictionary()
+
+
 def keys_unordered(rt: Runtime, entity: str) -> bool:
     """Whether the entity's cleaned keys are known not to keep the source's order."""
-    return rt.state.get_watermark(entity, UNORDERED_MARK) is not None
+    known = _marks.setdefault(rt, {})
+    if entity not in known:
+        known[entity] = rt.state.get_watermark(entity, UNORDERED_MARK) is not None
+    return known[entity]
 
 
 def mark_keys_unordered(rt: Runtime, entity: str) -> None:
     """Record, for good, that the entity's cleaned keys do not keep the source's order."""
     rt.state.set_watermark(entity, UNORDERED_MARK, 1)
+    _marks.setdefault(rt, {})[entity] = True
 
 
 def stray_count(

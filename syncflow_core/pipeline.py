@@ -609,7 +609,8 @@ def _stored_identities(
 ) -> pa.Table:
     """What the target holds in ``(lo, hi]``. Touches only the target and the state store
     (safe on a thread); nothing for an unordered entity (`delta_batch` reads by key hash)."""
-    if rt.target.table_exists(ent.table_name) and not keys_unordered(rt, ent.name):
+    exists = rt.target.table_exists(ent.table_name, refresh=False)  # (asked every chunk)
+    if exists and not keys_unordered(rt, ent.name):
         return rt.target.read_identities(ent.table_name, ent.business_key_fields, lo, hi)
     return empty_stored()
 
@@ -834,12 +835,14 @@ def load_batch(
     should_stop: Callable[[], bool] | None = None,
     *,
     bulk: bool = False,
+    had_pending: bool | None = None,
 ) -> SyncCounts:
     """Write the batch's changes, failed records, pending children and cursor; return counts.
 
     ``should_stop`` is asked after the write: when it says stop and the slice is not complete,
     the cursor is recorded as *paused* (the next run resumes there). ``bulk``: the target is
     in a streamed first load (`SqlTarget.begin_bulk`), every row is an insert.
+    ``had_pending``: whether the entity may have waiting children (None: ask the state store).
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
@@ -891,7 +894,8 @@ def load_batch(
         old_wm = rt.state.get_watermark(entity, slice_key)
         seen_wm = rt.state.get_watermark(entity, pass_key)
     # Most loads have nothing waiting: skip the per-key pending cleanup then (1M keys ~15 s).
-    had_pending = rt.state.pending_counts(entity).total > 0
+    if had_pending is None:
+        had_pending = rt.state.pending_counts(entity).total > 0
     if complete:
         # The pass is over: also what left the source unseen (keys-only, `reconcile`).
         deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
@@ -899,7 +903,7 @@ def load_batch(
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
             ent.table_name, rows, deletes, run_id, now, tconn, insert_mask=pc.equal(ops, "i"),
-            bulk=bulk,
+            bulk=bulk, keys_distinct="settled" in batch.tables,  # the delta kept one per key
         )
         # Failed records and waiting children agree with what was just written.
         settle_chunk(
@@ -1082,9 +1086,8 @@ def _stream_slice(
     plan, start = _read_plan(rt, entity, slice_key)
     first_size = ent.chunk_size
     # Chunks this big go to the worker processes, piece by piece while they are read (smaller
-    # ones are prepared inline). Fork the workers before any reader thread exists: a fork
-    # copies only the calling thread, and a lock another thread holds at that moment would
-    # stay held in the child.
+    # ones are prepared inline). The workers start now and get ready while the first chunk
+    # is read.
     parallel = first_size >= DEFAULT_MIN_ROWS
     if parallel:
         start_pool()
@@ -1098,44 +1101,54 @@ def _stream_slice(
         return PartFeeder(partial(prepare_part, entity=ent, source_types=plan.source_types))
 
     fed = feeder()
+    # Each chunk's stored identities are read as soon as its last key is known (the read of
+    # the chunk ahead calls `on_end`), so they come in while the chunk before it loads. Key
+    # ranges of a pass are disjoint and each load commits only its own range, so the read
+    # sees what the chunk's own delta must compare against.
+    prefetch = parallel and not bulk
+    had_pending = rt.state.pending_counts(entity).total > 0  # asked once, kept up to date
     with ThreadPoolExecutor(2, thread_name_prefix="syncflow-read") as readers:
-        # The first chunk's stored identities are read as soon as its last key is known, on
-        # a connection opened while the source is read (later chunks' reads overlap anyway).
-        first_stored: list[Future[pa.Table]] = []
         warm = readers.submit(rt.target.open_reader) if parallel else None
 
-        def read_first_identities(end: Any) -> None:
-            # The batch's range before the batch exists (through the same key encoding).
-            lo, hi = _key_range(ent, plan.source_types, encode_key(start), encode_key(end))
-            first_stored.append(readers.submit(_stored_identities, rt, ent, lo, hi))
+        def identities_at_end(begin: Any, into: list[Future[pa.Table]]) -> Callable[[Any], None]:
+            def on_end(end: Any) -> None:
+                # The batch's range before the batch exists (through the same key encoding).
+                lo, hi = _key_range(ent, plan.source_types, encode_key(begin), encode_key(end))
+                into.append(readers.submit(_stored_identities, rt, ent, lo, hi))
+
+            return on_end
 
         def nothing_stored() -> Future[pa.Table]:
             done: Future[pa.Table] = Future()
             done.set_result(empty_stored())
             return done
 
+        prefetched: list[Future[pa.Table]] = []
         try:
             batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
-                          read_first_identities if parallel and not bulk else None, first_size)
+                          identities_at_end(start, prefetched) if prefetch else None, first_size)
         except BaseException:
             _drop_read_ahead(None, fed)
-            for f in first_stored:
-                f.cancel()
+            _cancel(prefetched)
             raise
         if warm is not None:
             warm.result()  # a failed connect is reported here, not lost on the thread
         if not parallel and batch.table("raw").num_rows >= DEFAULT_MIN_ROWS:
-            start_pool()  # NULL-key rows made a small chunk big; still no thread runs
+            start_pool()  # NULL-key rows made a small chunk big
         while True:
             ahead: Future[Batch] | None = None
             next_fed = feeder()
+            next_prefetched: list[Future[pa.Table]] = []
             if not batch.info["complete"]:
                 end = decode_key(batch.info["end"])
-                ahead = readers.submit(_read, rt, plan, end, 1, None, 0.0, next_fed)
+                ahead = readers.submit(
+                    _read, rt, plan, end, 1, None, 0.0, next_fed,
+                    identities_at_end(end, next_prefetched) if prefetch else None,
+                )
             if bulk:
                 stored = nothing_stored()
-            elif first_stored:
-                stored = first_stored.pop()
+            elif prefetched:
+                stored = prefetched.pop()
             else:
                 lo, hi = _target_range(ent, batch)
                 stored = readers.submit(_stored_identities, rt, ent, lo, hi)
@@ -1159,24 +1172,36 @@ def _stream_slice(
                 batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index,
                                     bulk=bulk)
                 batch = resolve_batch(rt, entity, batch)
-                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk)
+                counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk,
+                                    had_pending=had_pending)
+                # Only this run adds waiting children of the entity while it runs.
+                had_pending = had_pending or counts.pending > 0
                 total.add(counts)
                 if after_chunk is not None:
                     after_chunk(counts)
             except BaseException:
                 stored.cancel()
                 _drop_read_ahead(ahead, next_fed)
+                _cancel(next_prefetched)
                 raise
             if counts.complete or counts.paused:
                 _drop_read_ahead(ahead, next_fed)
+                _cancel(next_prefetched)
                 return total
             assert ahead is not None  # an incomplete chunk always reads ahead
             try:
                 batch = ahead.result()
             except BaseException:
                 _drop_read_ahead(None, next_fed)
+                _cancel(next_prefetched)
                 raise
-            fed = next_fed
+            fed, prefetched = next_fed, next_prefetched
+
+
+def _cancel(futures: list[Future[pa.Table]]) -> None:
+    """Drop reads ahead that are no longer wanted (one already running finishes unread)."""
+    for f in futures:
+        f.cancel()
 
 
 def _ends_bulk(rt: Runtime, ent: EntityConfig, batch: Batch) -> bool:

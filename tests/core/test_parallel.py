@@ -105,13 +105,12 @@ def test_a_failing_part_raises_and_leaves_no_files() -> None:
 
 
 WORKERS_OF_KILLED_PARENT = """
-import multiprocessing, os, signal, sys
+import multiprocessing, operator, os, signal, sys
 import pyarrow as pa
 from syncflow_core.parallel import map_tables
 
-def rows(part):
-    return part.num_rows
-
+# (Workers run functions of importable modules: they do not import this script.)
+rows = operator.attrgetter("num_rows")
 assert sum(map_tables(rows, pa.table({"x": list(range(200_000))}), workers=2)) == 200_000
 # Every worker of the pool, busy or not (one may have taken all the parts).
 pids = [p.pid for p in multiprocessing.active_children()]
