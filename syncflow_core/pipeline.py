@@ -51,6 +51,7 @@ from syncflow_core.delta import (
 )
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
+    DELETED_AT,
     KEY_HASH,
     ROWVERSION,
     identify,
@@ -466,9 +467,16 @@ def _gather_copies(rt: Runtime, plan: _ReadPlan, batch: Batch) -> Batch:
     found: list[str] | None = None
     cursor = rt.state.get_cursor(ent.name, plan.slice_key)
     if scope == "entity" or reconcile_due(ent, cursor.pass_no if cursor is not None else 1):
+        # An unordered entity's deletes come from the same read of the source's keys (what
+        # `key_scope.reconcile_deletes` would read again after the load): the target's keys
+        # first, so a key another slice loads meanwhile is not taken for gone.
+        live = _live_keys(rt, ent) if scope == "entity" else None
         present, found = find_copies(source, ent, types, keys, lo, hi)
         if scope == "slice":  # the delete reconciliation's own keys-only read (`_with_gone_keys`)
             tables["slice_keys"] = pa.table({KEY_HASH: present})
+        if live is not None:
+            gone = live.filter(pc.invert(pc.is_in(live, value_set=present)))
+            tables["gone_keys"] = pa.table({KEY_HASH: gone})
     wanted = sorted(set(known) | set(found or ()))
     if not wanted:
         if known or found is not None:
@@ -492,6 +500,16 @@ def _gather_copies(rt: Runtime, plan: _ReadPlan, batch: Batch) -> Batch:
     info["collisions_next"] = found if found is not None else repeated_hashes(got.copy_hashes)
     stop()
     return Batch(tables, info)
+
+
+def _live_keys(rt: Runtime, ent: EntityConfig) -> pa.Array:
+    """Key hashes of every live target row of the entity."""
+    if not rt.target.table_exists(ent.table_name):
+        return pa.array([], pa.string())
+    stored = rt.target.read_identities(ent.table_name, ent.business_key_fields, None, None)
+    live = stored.filter(pc.is_null(stored.column(DELETED_AT))).column(KEY_HASH)
+    out: pa.Array = live.combine_chunks().cast(pa.string())
+    return out
 
 
 def normalize_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
@@ -899,6 +917,9 @@ def load_batch(
     if complete:
         # The pass is over: also what left the source unseen (keys-only, `reconcile`).
         deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
+        if "gone_keys" in batch.tables:  # an unordered entity's, found with its copies
+            deletes = _concat_arrays([deletes, batch.table("gone_keys").column(KEY_HASH)])
+            deletes = deletes.combine_chunks()
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
@@ -935,7 +956,8 @@ def load_batch(
             )
     deleted = int(getattr(counts, "deleted", len(deletes)))
     reconcile = batch.info.get("keys_unordered") and ent.delta_strategy in ("hash", "full")
-    if complete and reconcile and not bulk:  # (a first load has nothing to delete)
+    reconciled = "gone_keys" in batch.tables  # (the keys read for copies served the deletes)
+    if complete and reconcile and not bulk and not reconciled:  # (a first load: no deletes)
         # The pass over this slice is done: the deletes its batches could not find by range.
         deleted += reconcile_deletes(
             rt, ent, batch.info["source_types"], _source_keys(ent), run_id
