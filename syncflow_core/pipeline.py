@@ -919,7 +919,9 @@ def load_batch(
         deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
         if "gone_keys" in batch.tables:  # an unordered entity's, found with its copies
             deletes = _concat_arrays([deletes, batch.table("gone_keys").column(KEY_HASH)])
-            deletes = deletes.combine_chunks()
+        # A key this chunk rejects or settles is in the source, whatever the slice's key range
+        # says: copies gathered from other slices leave failed records in this one.
+        deletes = spare_rejected(deletes, _concat_arrays([rejects.column("key_hash"), settled]))
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(

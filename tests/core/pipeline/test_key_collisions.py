@@ -213,3 +213,28 @@ def test_rowversion_deletes_arrive_when_cleaning_reorders_keys(
         gone = sync_all(rt, "l", "run-2")
         assert gone.deleted == 2 and _live(rt) == {"a": "2", "b": "3", "d": "5"}
     erp.close()
+
+
+def test_a_slice_that_gathers_another_slices_copies_deletes_none_of_them(
+    engine_urls: tuple[str, str],
+) -> None:
+    """An unordered entity's copies are gathered by the last chunk of whichever slice ends a
+    pass, and their failed records name that slice. Its later passes must not take the key
+    for gone from the source because its own key range lacks it."""
+    src_url, tgt_url = engine_urls
+    # " zy" cleans to a key after the k-keys: the entity is unordered.
+    rows = [(" zy", "1", 1), *[(f"k{i}", str(i + 10), i + 10) for i in range(8)], ("zz", "2", 2)]
+    erp = _source(src_url, rows)
+    cfg = make_config(src_url, tgt_url, {"l": _entity(slices=2, chunk_size=3)})
+    with Runtime.open(cfg, {}) as rt:
+        sync_all(rt, "l", "run-1")
+        assert _live(rt)["zz"] == "2"
+        _insert(erp, [("zz ", "3", 3)])  # both copies in slice 2
+        sync_all(rt, "l", "run-2")
+        assert _failed(rt) == ["2", "3"]
+        held = _live(rt)["zz"]
+        for n in range(3, 5):  # only the first slice runs (partitions run on their own)
+            sync_slice(rt, "l", "slice-01", f"run-{n}")
+            assert _live(rt).get("zz") == held, n  # still in the source: never soft-deleted
+            assert _failed(rt) == ["2", "3"], n
+    erp.close()
