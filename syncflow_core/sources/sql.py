@@ -283,7 +283,11 @@ class SqlSource:
             return cols[0] > params[0] if op == ">" else cols[0] <= params[0]
         if self._engine.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb", "oracle"):
             left, right = sa.tuple_(*cols), sa.tuple_(*params)
-            return left > right if op == ">" else left <= right
+            # Plus the leading column's implied bound: planners estimate that one from their
+            # statistics, a row comparison not at all (PostgreSQL then may scan the table).
+            if op == ">":
+                return sa.and_(cols[0] >= params[0], left > right)
+            return sa.and_(cols[0] <= params[0], left <= right)
         # Dialects without row values: expand the lexicographic comparison.
         terms = []
         for i, c in enumerate(cols):

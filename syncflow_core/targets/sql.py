@@ -620,9 +620,15 @@ class SqlTarget:
         keys = [table.c[k].collate(collate[k]) if k in collate else table.c[k] for k in key_fields]
         if len(key_fields) == 1:
             left, right = keys[0], binds[0]
-        else:
-            left, right = sa.tuple_(*keys), sa.tuple_(*binds)
-        return left > right if op == ">" else left <= right
+            return left > right if op == ">" else left <= right
+        left, right = sa.tuple_(*keys), sa.tuple_(*binds)
+        # The leading column's own bound (implied by the row comparison) is what the planner
+        # can estimate: it has no statistics for a row comparison, and once the table is
+        # ANALYZEd it guessed a quarter of a 2M-row table per chunk and scanned all of it
+        # (300 ms per 50k-row chunk read instead of 13 ms: every pass grew with rows squared).
+        if op == ">":
+            return sa.and_(keys[0] >= binds[0], left > right)
+        return sa.and_(keys[0] <= binds[0], left <= right)
 
     def read_identities(
         self,
@@ -635,20 +641,31 @@ class SqlTarget:
         ``()`` = the bottom of the key space, as in a slice plan), soft-deleted rows
         included: `_bridge_key_hash`, `_bridge_data_hash`,
         `_bridge_rowversion`, `_bridge_deleted_at`."""
+        q = self.identities_query(name, key_fields, lo, hi)
+        schema = self._identity_schema(self._require(name))
+        return schema.empty_table() if q is None else self._fetch(q, schema)
+
+    def identities_query(
+        self,
+        name: str,
+        key_fields: Sequence[str],
+        lo: tuple[Any, ...] | None,
+        hi: tuple[Any, ...] | None,
+    ) -> sa.Select[Any] | None:
+        """The query `read_identities` runs (None: the range holds no key)."""
         for k in key_fields:
             _ident(k, "business key field")
         cols = self._require(name)
         _require_keys(name, cols, key_fields)
         if hi == ():  # the bottom of the key space: an empty slice holds no key
-            return self._identity_schema(cols).empty_table()
+            return None
         table = self._table(name, cols)
         conds = []
         if lo:  # None and () are both "no lower bound"
             conds.append(self._key_condition(name, table, cols, key_fields, lo, ">"))
         if hi is not None:
             conds.append(self._key_condition(name, table, cols, key_fields, hi, "<="))
-        q = sa.select(*[table.c[c] for c in IDENTITY_COLUMNS]).where(*conds)
-        return self._fetch(q, self._identity_schema(cols))
+        return sa.select(*[table.c[c] for c in IDENTITY_COLUMNS]).where(*conds)
 
     def _fetch(self, q: sa.Select[Any], schema: pa.Schema) -> pa.Table:
         if self.dialect == "postgresql":
