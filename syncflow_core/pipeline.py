@@ -587,7 +587,7 @@ def _hold_back(rows: pa.Table, info: Mapping[str, Any]) -> pa.Table:
     last chunk: that one reads every copy and decides (`syncflow_core.collisions`). Until
     then they load nothing and close nothing: their failed records stay open."""
     keys = info.get("held_back") or ()
-    if info["complete"] or not keys:
+    if not keys or info.get("complete", True):  # (a replay's batch is no pass)
         return rows
     return rows.filter(pc.invert(held_back(rows, KEY_HASH, keys)))
 
@@ -720,7 +720,7 @@ def _keys_unordered(
         rows = rows.filter(pc.less(rows.column(ROW_ID), gathered_from))
     lost_bounds = (lo, hi) == (None, ()) and batch.info["end"] != encode_key(())
     # (Equal raw bounds: an empty read at the end of a slice, no cleaning involved.)
-    upside_down = batch.info["start"] != batch.info["end"] and not _ascending(lo, hi)
+    upside_down = batch.info.get("start") != batch.info.get("end") and not _ascending(lo, hi)
     if lost_bounds or upside_down or stray_count(rows, ent.business_key_fields, lo, hi):
         mark_keys_unordered(rt, ent.name)
         return True
