@@ -88,20 +88,36 @@ def _get_pool(workers: int) -> ProcessPoolExecutor:
     if _pool is None or _pool_pid != os.getpid() or _pool_workers != workers:
         if _pool is not None and _pool_pid == os.getpid():
             _pool.shutdown(wait=True)
-        context = multiprocessing.get_context("forkserver")
+        try:
+            pool = _start("forkserver", workers)
+        except OSError:
+            # The forkserver's socket lives in the temporary directory: with none writable
+            # (a read-only container without /tmp), fork the workers as before.
+            pool = _start("fork", workers)
+        _pool, _pool_workers, _pool_pid = pool, workers, os.getpid()
+    return _pool
+
+
+def _start(method: str, workers: int) -> ProcessPoolExecutor:
+    """A pool of ``workers`` processes started by ``method``, every worker starting now."""
+    context = multiprocessing.get_context(method)
+    if method == "forkserver":
         # The server imports nothing ahead (by default it would import the caller's main
         # module, e.g. Dagster's CLI): the workers import what their parts need.
         context.set_forkserver_preload([])
-        pool = ProcessPoolExecutor(
-            workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
-        )
+    pool = ProcessPoolExecutor(
+        workers, mp_context=context, initializer=_watch_parent, initargs=(os.getpid(),)
+    )
+    try:
         with _bare_main():
-            # Starts every worker now: a task submitted while no worker is idle starts one,
-            # and none can be idle within these microseconds.
+            # A task submitted while no worker is idle starts one, and none can be idle
+            # within these microseconds.
             for _ in range(workers):
                 pool.submit(_noop)
-        _pool, _pool_workers, _pool_pid = pool, workers, os.getpid()
-    return _pool
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    return pool
 
 
 @contextlib.contextmanager

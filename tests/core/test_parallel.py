@@ -163,3 +163,26 @@ def test_feeder_cuts_pieces_into_parts_in_row_order() -> None:
     assert feeder.rows == fed == 6_517
     got = feeder.results()
     assert got == [(i * 1_000, 1_000) for i in range(6)] + [(6_000, 517)]
+
+
+NO_TEMP_DIR = """
+import operator, os, tempfile
+import pyarrow as pa
+from syncflow_core import parallel
+
+tempfile.tempdir = "/nonexistent/syncflow-test"  # no socket for a forkserver can go here
+rows = operator.attrgetter("num_rows")
+parts = parallel.map_tables(rows, pa.table({"x": list(range(200_000))}), workers=2)
+print(sum(parts), parallel._pool._mp_context.get_start_method())
+"""
+
+
+def test_workers_start_without_a_writable_temporary_directory() -> None:
+    """A container with no writable /tmp gets forked workers instead of a forkserver's."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", NO_TEMP_DIR], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["200000", "fork"]
