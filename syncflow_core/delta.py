@@ -54,7 +54,12 @@ import pyarrow.compute as pc
 
 from syncflow_core.compiled import compiled_module
 from syncflow_core.identity import DATA_HASH, DELETED_AT, KEY_HASH, REF, ROWVERSION
-from syncflow_core.rejects import ROW_ID, empty_reject_specs, reject_specs
+from syncflow_core.rejects import (
+    ROW_ID,
+    concat_reject_specs,
+    empty_reject_specs,
+    reject_specs,
+)
 
 _keyjoin = compiled_module("_keyjoin")  # None: the numpy join below
 
@@ -321,6 +326,7 @@ def _dedupe(
     sub = sub.filter(pc.is_in(sub.column("k"), value_set=dup_keys))
     losers = sub
     superseded = 0
+    beaten_specs = empty_reject_specs()
     if use_rv and sub.num_rows:
         best = sub.group_by("k").aggregate([("rv", "max")])
         with_best = sub.join(best, "k")
@@ -334,22 +340,45 @@ def _dedupe(
         keep[beaten.to_numpy()] = False
         keep[winners.to_numpy()] = True
         losers = with_best.filter(pc.invert(resolved))
+        # A superseded copy is still a source row: it ends as an open failed record (the
+        # winner loads); `syncflow_core.collisions` closes it once the copy is gone.
+        beaten_keys = with_best.filter(pc.and_(resolved, pc.invert(is_top))).column("k")
+        beaten_specs = _duplicate_specs(
+            incoming, beaten.combine_chunks(), beaten_keys, with_best.column("k"),
+            "; the copy with the highest row version loads",
+        )
     if losers.num_rows == 0:
-        return keep, empty_reject_specs(), superseded, False
+        return keep, beaten_specs, superseded, False
     pos = losers.column("pos").combine_chunks()
     keep[pos.to_numpy()] = False
+    specs = _duplicate_specs(incoming, pos, losers.column("k"), losers.column("k"), "")
+    return keep, concat_reject_specs([specs, beaten_specs]), superseded, False
+
+
+def _duplicate_specs(
+    incoming: pa.Table,
+    pos: pa.Array,
+    keys: pa.ChunkedArray,
+    copies: pa.ChunkedArray,
+    why: str,
+) -> pa.Table:
+    """``duplicate_key`` reject specs for the incoming rows at ``pos`` (``keys``: their key
+    hashes, aligned; ``copies``: the key hash of every copy of those keys, which the message
+    counts); ``why`` ends the message."""
+    if len(pos) == 0:
+        return empty_reject_specs()
     lost = incoming.take(pos)
-    count = losers.group_by("k").aggregate([("pos", "count")])
-    per_row = pa.table({"k": losers.column("k")}).join(count, "k").column("pos_count")
+    counts = pc.value_counts(copies)
+    at = pc.index_in(keys, value_set=counts.field("values"))
+    per_row = counts.field("counts").take(at)
     label = lost.column(REF) if REF in lost.column_names else lost.column(KEY_HASH)
     message = pc.binary_join_element_wise(
         "duplicate business key ", label, ": ", per_row.cast(pa.string()),
-        " rows of the batch share it", "",
+        f" rows of the batch share it{why}", "",
     )
     if ROW_ID not in lost.column_names:
         raise ValueError(f"incoming rows lack {ROW_ID}: run identity first")
-    specs = reject_specs(lost.column(ROW_ID), "delta", "duplicate_key", message)
-    return keep, specs, superseded, False
+    return reject_specs(lost.column(ROW_ID), "delta", "duplicate_key", message)
 
 
 def _differs(a: pa.Array, b: pa.Array) -> np.ndarray:

@@ -12,10 +12,12 @@ for good. From then on its chunks:
 
 - read what the target holds for them by key hash, not by key range (`stored_by_hash`);
 - delete nothing by range;
-- and when a slice's pass completes, `reconcile_deletes` soft-deletes the live target keys that
-  no source row produces any more: the source's keys are read and cleaned exactly as rows are
-  (only the key columns, so a row whose other values are bad keeps its key), hashed, and
-  compared with the target's. Order-free, so exact in any collation and for any cleaning.
+- and when a slice's pass completes, the live target keys that no source row produces any
+  more are soft-deleted: the source's keys are read and cleaned exactly as rows are (only the
+  key columns, so a row whose other values are bad keeps its key), hashed, and compared with
+  the target's. Order-free, so exact in any collation and for any cleaning. The pipeline does
+  this with the read that also finds copies of a key in several chunks, in the last chunk's
+  transaction (`syncflow_core.collisions`); `reconcile_deletes` is the same on its own.
 
 The first load marks an unordered entity before anything could be deleted. An entity whose
 source adds its first stray later may see one chunk delete another chunk's row in that pass;

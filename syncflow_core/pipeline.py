@@ -16,6 +16,7 @@ fingerprint) a replayed batch changes nothing twice.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -30,6 +31,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from syncflow_core.batch import Batch
+from syncflow_core.collisions import (
+    Scope,
+    collision_scope,
+    find_copies,
+    gather_copies,
+    held_back,
+    known_collisions,
+    repeated_hashes,
+    save_collisions,
+)
 from syncflow_core.config import EntityConfig, check_source_columns
 from syncflow_core.delta import (
     IncomingIndex,
@@ -40,6 +51,7 @@ from syncflow_core.delta import (
 )
 from syncflow_core.errors import ConfigError, RejectRatioExceeded
 from syncflow_core.identity import (
+    DELETED_AT,
     KEY_HASH,
     ROWVERSION,
     identify,
@@ -240,6 +252,8 @@ class _ReadPlan:
     bounds: SliceBounds
     watermark: Any
     watermark_field: str | None
+    collisions: tuple[str, ...] = ()
+    """Keys with copies in several chunks (last pass): chunks before the last hold them back."""
 
 
 def _read_plan(
@@ -264,6 +278,7 @@ def _read_plan(
     if ent.delta_strategy == "rowversion":
         watermark = rt.state.get_watermark(entity, slice_key)
     src_rv = source_field(ent, ent.rowversion_field) if ent.rowversion_field else None
+    scope = collision_scope(ent, keys_unordered(rt, entity))
     plan = _ReadPlan(
         ent,
         slice_key,
@@ -271,6 +286,7 @@ def _read_plan(
         bounds,
         watermark,
         src_rv if watermark is not None else None,
+        tuple(known_collisions(rt.state, entity, slice_key, scope)),
     )
     return plan, start
 
@@ -301,7 +317,8 @@ def extract(
     """
     started = time.perf_counter()
     plan, start = _read_plan(rt, entity, slice_key)
-    return _read(rt, plan, start, max_chunks, should_stop, time.perf_counter() - started)
+    batch = _read(rt, plan, start, max_chunks, should_stop, time.perf_counter() - started)
+    return _gather_copies(rt, plan, batch)
 
 
 def _read(
@@ -391,6 +408,7 @@ def _read(
             "fetched": raw.num_rows,
             "null_key_rows": null_rows,
             "chunk_rows": chunk_rows,
+            "held_back": list(plan.collisions),
             "durations": durations,
         },
     )
@@ -422,6 +440,77 @@ def _unify_chunks(chunks: list[pa.Table]) -> pa.Table:
             fixed.append(chunk)
         chunks = fixed
     return pa.concat_tables(chunks, promote_options="permissive")
+
+
+def _gather_copies(rt: Runtime, plan: _ReadPlan, batch: Batch) -> Batch:
+    """The last chunk of a slice's pass with every copy of the keys that several chunks hold
+    in place of its own copies (`syncflow_core.collisions`); other batches as they are.
+
+    Info added: ``gathered_from`` (row id of the first copy read; copies are the batch's
+    last rows), ``collision_scope`` and ``collisions_next`` (the keys to record with the
+    chunk's commit).
+    """
+    if not batch.info["complete"]:
+        return batch
+    ent = plan.entity
+    scope = collision_scope(ent, keys_unordered(rt, ent.name))
+    if scope is None or plan.bounds.hi == ():
+        return batch  # no copies can be apart, or the empty range below every key
+    durations = dict(batch.info.get("durations", {}))
+    stop = _timed(durations, "extract")
+    known = known_collisions(rt.state, ent.name, plan.slice_key, scope)
+    lo, hi = (None, None) if scope == "entity" else (plan.bounds.lo or None, plan.bounds.hi)
+    keys = _source_keys(ent)
+    source = rt.source(ent.name)
+    types = plan.source_types
+    info: dict[str, Any] = {**batch.info, "durations": durations, "collision_scope": scope}
+    tables = dict(batch.tables)
+    found: list[str] | None = None
+    cursor = rt.state.get_cursor(ent.name, plan.slice_key)
+    if scope == "entity" or reconcile_due(ent, cursor.pass_no if cursor is not None else 1):
+        # An unordered entity's deletes come from the same read of the source's keys (what
+        # `key_scope.reconcile_deletes` would read again after the load): the target's keys
+        # first, so a key another slice loads meanwhile is not taken for gone.
+        live = _live_keys(rt, ent) if scope == "entity" else None
+        present, found = find_copies(source, ent, types, keys, lo, hi)
+        if scope == "slice":  # the delete reconciliation's own keys-only read (`_with_gone_keys`)
+            tables["slice_keys"] = pa.table({KEY_HASH: present})
+        if live is not None:
+            gone = live.filter(pc.invert(pc.is_in(live, value_set=present)))
+            tables["gone_keys"] = pa.table({KEY_HASH: gone})
+    wanted = sorted(set(known) | set(found or ()))
+    if not wanted:
+        if known or found is not None:
+            info["collisions_next"] = []
+        stop()
+        return Batch(tables, info)
+    raw = batch.table("raw")
+    got = gather_copies(source, ent, types, keys, raw, lo, hi, wanted)
+    own = without_row_ids(raw).filter(got.kept)
+    # An empty read comes typed all text: it must not turn the copies' types to text.
+    parts = [own, *got.copies] if own.num_rows else got.copies
+    merged = _unify_chunks(parts) if parts else own
+    tables["raw"] = with_row_ids(merged)
+    # Rows kept per keyed chunk (the rowversion floor counts chunks; copies are in none).
+    kept = got.kept.to_numpy(zero_copy_only=False)
+    ends = np.cumsum([int(info.get("null_key_rows", 0)), *info.get("chunk_rows", [])])
+    info["chunk_rows"] = [int(kept[a:b].sum()) for a, b in itertools.pairwise(ends)]
+    info["fetched"] = merged.num_rows
+    info["gathered_from"] = own.num_rows
+    # Without a keys scan the copies read tell which of the known keys still have copies.
+    info["collisions_next"] = found if found is not None else repeated_hashes(got.copy_hashes)
+    stop()
+    return Batch(tables, info)
+
+
+def _live_keys(rt: Runtime, ent: EntityConfig) -> pa.Array:
+    """Key hashes of every live target row of the entity."""
+    if not rt.target.table_exists(ent.table_name):
+        return pa.array([], pa.string())
+    stored = rt.target.read_identities(ent.table_name, ent.business_key_fields, None, None)
+    live = stored.filter(pc.is_null(stored.column(DELETED_AT))).column(KEY_HASH)
+    out: pa.Array = live.combine_chunks().cast(pa.string())
+    return out
 
 
 def normalize_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
@@ -460,7 +549,7 @@ def identify_batch(rt: Runtime, entity: str, batch: Batch) -> Batch:
     stop()
     out = dict(batch.tables)
     out.pop("raw", None)  # downstream stages never need it; keep the IO manager's files small
-    out.update({"rows": ided, "rejects": rejects})
+    out.update({"rows": _hold_back(ided, batch.info), "rejects": rejects})
     return Batch(out, {**batch.info, "durations": durations})
 
 
@@ -490,8 +579,18 @@ def prepare_batch(
     )
     stop()
     out = {k: v for k, v in batch.tables.items() if k != "raw"}
-    out.update({"rows": prepared.table, "rejects": rejects})
+    out.update({"rows": _hold_back(prepared.table, batch.info), "rejects": rejects})
     return Batch(out, {**batch.info, "durations": durations})
+
+
+def _hold_back(rows: pa.Table, info: Mapping[str, Any]) -> pa.Table:
+    """``rows`` without the copies of keys that several chunks hold, unless this is the pass's
+    last chunk: that one reads every copy and decides (`syncflow_core.collisions`). Until
+    then they load nothing and close nothing: their failed records stay open."""
+    keys = info.get("held_back") or ()
+    if not keys or info.get("complete", True):  # (a replay's batch is no pass)
+        return rows
+    return rows.filter(pc.invert(held_back(rows, KEY_HASH, keys)))
 
 
 def _identify_part(table: pa.Table, entity: EntityConfig) -> Any:
@@ -562,6 +661,8 @@ def delta_batch(
         stored = stored_by_hash(rt, ent, rows.column(KEY_HASH))
     elif stored is None:
         stored = _stored_identities(rt, ent, lo, hi)
+    if not unordered and not bulk:
+        stored = _with_copies_stored(rt, ent, rows, stored, batch.info.get("gathered_from"))
     result = classify(
         rows, stored, ent.delta_strategy, rowversion_field=ent.rowversion_field,
         complete_scope=not unordered, index=index,
@@ -586,7 +687,7 @@ def delta_batch(
             "rejects": rejects,
             # Every key of the chunk that passed the delta (loads, unchanged or waits): the
             # load closes their failed records and stale waiting rows.
-            "settled": pa.table({KEY_HASH: _settled_keys(rows, dup_rejects)}),
+            "settled": pa.table({KEY_HASH: _settled_keys(rows, result.rejects)}),
         }
     )
     return Batch(
@@ -615,20 +716,57 @@ def _keys_unordered(
     the entity when this batch is the first to show that cleaning reorders its keys."""
     if keys_unordered(rt, ent.name):
         return True
+    gathered_from = batch.info.get("gathered_from")
+    if gathered_from is not None:  # copies gathered from the whole slice are no strays
+        rows = rows.filter(pc.less(rows.column(ROW_ID), gathered_from))
     lost_bounds = (lo, hi) == (None, ()) and batch.info["end"] != encode_key(())
-    if lost_bounds or stray_count(rows, ent.business_key_fields, lo, hi):
+    # (Equal raw bounds: an empty read at the end of a slice, no cleaning involved.)
+    upside_down = batch.info.get("start") != batch.info.get("end") and not _ascending(lo, hi)
+    if lost_bounds or upside_down or stray_count(rows, ent.business_key_fields, lo, hi):
         mark_keys_unordered(rt, ent.name)
         return True
     return False
 
 
-def _settled_keys(rows: pa.Table, dup_rejects: pa.Table) -> pa.Array | pa.ChunkedArray:
-    """Keys of ``rows`` not rejected as duplicates (a superseded copy's key stays, its
-    winner loads)."""
+def _ascending(lo: tuple[Any, ...] | None, hi: tuple[Any, ...] | None) -> bool:
+    """Whether a chunk's cleaned range ``(lo, hi]`` is not upside down. Cleaning that turns
+    the chunk's last key to or below its first is out of order even when that last row is
+    rejected (no stray then shows it): chunks' cleaned ranges must not overlap, or copies of
+    one key could sit in two chunks unseen (`syncflow_core.collisions`)."""
+    if not lo or not hi:
+        return True  # unbounded, or the empty range below every key
+    try:
+        return bool(lo < hi)
+    except TypeError:  # values that do not compare: no order to rely on
+        return False
+
+
+def _settled_keys(rows: pa.Table, dup_specs: pa.Table) -> pa.Array | pa.ChunkedArray:
+    """Keys of the ``rows`` the delta did not reject as duplicates (``dup_specs``: reject
+    specs by `ROW_ID`). A superseded copy's key settles with its winner, which loads; the
+    copy's own record is written after the settling and stays open."""
     keys = rows.column(KEY_HASH)
-    if dup_rejects.num_rows == 0:
+    if dup_specs.num_rows == 0:
         return keys
-    return keys.filter(pc.invert(pc.is_in(keys, value_set=dup_rejects.column("key_hash"))))
+    lost = pc.is_in(rows.column(ROW_ID), value_set=dup_specs.column(ROW_ID))
+    return keys.filter(pc.invert(lost))
+
+
+def _with_copies_stored(
+    rt: Runtime, ent: EntityConfig, rows: pa.Table, stored: pa.Table, gathered_from: int | None
+) -> pa.Table:
+    """``stored`` (a key range's identities) plus those of the copies gathered into the
+    batch (`_gather_copies`), whose keys may lie outside the range: read by key hash."""
+    if gathered_from is None or not rt.target.table_exists(ent.table_name):
+        return stored
+    copies = rows.filter(pc.greater_equal(rows.column(ROW_ID), gathered_from))
+    hashes = copies.column(KEY_HASH)
+    if len(stored):
+        hashes = hashes.filter(pc.invert(pc.is_in(hashes, value_set=stored.column(KEY_HASH))))
+    extra = stored_by_hash(rt, ent, hashes)
+    if not extra.num_rows:
+        return stored
+    return pa.concat_tables([stored, extra.cast(stored.schema)])
 
 
 def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]) -> Any:
@@ -648,8 +786,9 @@ def _rowversion_floor(ent: EntityConfig, rows: pa.Table, info: Mapping[str, Any]
     ends = np.cumsum([null_rows, *sizes])  # row ids below ends[0] hold NULL keys
     ids = rows.column(ROW_ID).to_numpy()
     chunk = np.searchsorted(ends, ids, side="right")
+    # Copies gathered at the pass's end (`_gather_copies`) sit past the last chunk.
     keyed = pa.table({"chunk": pa.array(chunk), "rv": rows.column(ROWVERSION)}).filter(
-        pa.array(ids >= null_rows)
+        pa.array((ids >= null_rows) & (ids < ends[-1]))
     )
     keyed = keyed.filter(pc.is_valid(keyed.column("rv")))
     if not keyed.num_rows:
@@ -779,6 +918,11 @@ def load_batch(
     if complete:
         # The pass is over: also what left the source unseen (keys-only, `reconcile`).
         deletes = _with_gone_keys(rt, ent, slice_key, batch, deletes, durations, had_pending)
+        if "gone_keys" in batch.tables:  # an unordered entity's, found with its copies
+            deletes = _concat_arrays([deletes, batch.table("gone_keys").column(KEY_HASH)])
+        # A key this chunk rejects or settles is in the source, whatever the slice's key range
+        # says: copies gathered from other slices leave failed records in this one.
+        deletes = spare_rejected(deletes, _concat_arrays([rejects.column("key_hash"), settled]))
     with _transactions(rt, ent.table_name) as (tconn, sconn):
         # The delta engine knows which rows are new: the target COPYs those straight in.
         counts = rt.target.write(
@@ -790,6 +934,8 @@ def load_batch(
             rt.state, entity, run_id, settled=settled, rejects=rejects, deletes=deletes,
             pending=pending, had_pending=had_pending, conn=sconn, slice_key=slice_key,
         )
+        if complete and "collisions_next" in batch.info:
+            _record_collisions(rt, entity, slice_key, batch.info, sconn)
         if complete:
             floor = min((v for v in (seen_wm, wm) if v is not None), default=None)
             best = max((v for v in (old_wm, floor) if v is not None), default=None)
@@ -813,7 +959,8 @@ def load_batch(
             )
     deleted = int(getattr(counts, "deleted", len(deletes)))
     reconcile = batch.info.get("keys_unordered") and ent.delta_strategy in ("hash", "full")
-    if complete and reconcile and not bulk:  # (a first load has nothing to delete)
+    reconciled = "gone_keys" in batch.tables  # (the keys read for copies served the deletes)
+    if complete and reconcile and not bulk and not reconciled:  # (a first load: no deletes)
         # The pass over this slice is done: the deletes its batches could not find by range.
         deleted += reconcile_deletes(
             rt, ent, batch.info["source_types"], _source_keys(ent), run_id
@@ -835,6 +982,16 @@ def load_batch(
         complete=complete,
         durations=durations,
     )
+
+
+def _record_collisions(
+    rt: Runtime, entity: str, slice_key: str, info: Mapping[str, Any], conn: Any
+) -> None:
+    """Store the keys `_gather_copies` found held more than once (when they changed)."""
+    scope: Scope = info["collision_scope"]
+    found = sorted(info["collisions_next"])
+    if found != sorted(known_collisions(rt.state, entity, slice_key, scope, conn)):
+        save_collisions(rt.state, entity, slice_key, scope, found, conn)
 
 
 def _with_gone_keys(
@@ -875,6 +1032,9 @@ def _with_gone_keys(
         lo = hi = None
         ranged = False
     present: list[pa.Array] = []
+
+    if "slice_keys" in batch.tables:  # read already at the end of the read (`_gather_copies`)
+        present.append(batch.table("slice_keys").column(KEY_HASH).combine_chunks())
 
     def source_keys() -> pa.Array:
         if not present:  # read once, if at all
@@ -1036,7 +1196,17 @@ def _stream_slice(
                 lo, hi = _target_range(ent, batch)
                 stored = readers.submit(_stored_identities, rt, ent, lo, hi)
             try:
-                batch = prepare_batch(rt, entity, batch, fed=fed)
+                gathered = _gather_copies(rt, plan, batch)
+                if "gathered_from" in gathered.info and fed is not None:
+                    fed.cancel()  # its rows are not the batch's any more
+                    fed = None
+                batch = prepare_batch(rt, entity, gathered, fed=fed)
+                if bulk and _ends_bulk(rt, ent, batch):
+                    # Keys this chunk holds may be stored already: from here on, read them.
+                    rt.target.end_bulk(ent.table_name)
+                    bulk = False
+                    stored = readers.submit(_stored_identities, rt, ent,
+                                            *_target_range(ent, batch))
                 waited = time.perf_counter()
                 # The incoming side of the delta while the stored side is still being read.
                 index = index_incoming(batch.table("rows"), ent.rowversion_field)
@@ -1075,6 +1245,16 @@ def _cancel(futures: list[Future[pa.Table]]) -> None:
     """Drop reads ahead that are no longer wanted (one already running finishes unread)."""
     for f in futures:
         f.cancel()
+
+
+def _ends_bulk(rt: Runtime, ent: EntityConfig, batch: Batch) -> bool:
+    """Whether a streamed first load must stop taking its chunks' keys as new: copies of a key
+    gathered from earlier chunks, or the chunk's cleaned keys out of the source's order (a
+    key that cleaning merges with an earlier chunk's is one: `syncflow_core.collisions`)."""
+    if "gathered_from" in batch.info:
+        return True
+    lo, hi = _target_range(ent, batch)
+    return _keys_unordered(rt, ent, batch, batch.table("rows"), lo, hi)
 
 
 def _drop_read_ahead(ahead: Future[Batch] | None, fed: PartFeeder | None) -> None:

@@ -121,7 +121,11 @@ def test_the_strictly_highest_rowversion_wins_a_duplicate() -> None:
     r = classify(b, STORED_SCHEMA.empty_table(), "hash", rowversion_field="rv")
     assert r.inserts.column("price").to_pylist() == [2, 1]
     assert r.superseded == 2
-    assert r.rejects.num_rows == 0
+    # The superseded copies are still source rows: each is a failed record of its own.
+    assert sorted(r.rejects.column(ROW_ID).to_pylist()) == [0, 2]
+    assert set(r.rejects.column("error_code").to_pylist()) == {"duplicate_key"}
+    message = r.rejects.column("message")[0].as_py()
+    assert "items[code=D]: 3 rows" in message and "highest row version loads" in message
 
 
 def test_an_index_built_ahead_classifies_exactly_like_classify_alone() -> None:
@@ -136,7 +140,8 @@ def test_an_index_built_ahead_classifies_exactly_like_classify_alone() -> None:
         assert codes(ahead.inserts) == codes(alone.inserts) == ["NEW", "D"]
         assert codes(ahead.updates) == codes(alone.updates)
         assert ahead.deletes.to_pylist() == alone.deletes.to_pylist()
-        assert ahead.rejects.equals(alone.rejects) and ahead.rejects.num_rows == 2  # E, E
+        # E, E (equal versions) and the superseded D
+        assert ahead.rejects.equals(alone.rejects) and ahead.rejects.num_rows == 3
         assert (ahead.unchanged, ahead.superseded) == (alone.unchanged, alone.superseded)
 
 
