@@ -9,8 +9,10 @@ name, log and report it.
 """
 
 
+import gc
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from dagster import Failure, In, MetadataValue, Nothing, OpDefinition, OpExecutionContext, Out, op
@@ -184,7 +186,7 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         # Per-partition metadata lives on the step context (OpExecutionContext lacks it).
         step = context.get_step_execution_context()
         done: list[str] = []
-        with resource.runtime() as rt:
+        with resource.runtime() as rt, _gc_frozen():
             with pipeline.first_load(rt, name):  # a single-run backfill's slices as one
                 _sync_slices(context, rt, name, keys, should_stop, done)
             target_meta = _target_metadata(rt, target_table)
@@ -197,6 +199,24 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         "extract": extract_op, "normalize": normalize_op, "identify": identify_op,
         "delta": delta_op, "resolve": resolve_op, "load": load_op,
     }
+
+
+@contextmanager
+def _gc_frozen() -> Iterator[None]:
+    """The objects that exist now out of the garbage collector's sight for the block.
+
+    Dagster's objects (definitions, modules, the instance, the run's events) outnumber a
+    chunk's by far, and every full collection during the slices walked them all again (the
+    asset path ran 20-25 % slower than the engine alone at 1M and 3M rows, in proportion
+    to rows; with this, 2-24 % over five runs on a 2-core machine, where one run's noise is
+    ~10 %). Unfrozen afterwards, so a process running many runs (tests, a dev server) frees
+    their garbage as before.
+    """
+    gc.freeze()  # (garbage among them is freed after the block, once unfrozen)
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _sync_slices(context: OpExecutionContext, rt: Runtime, name: str, keys: list[str],
