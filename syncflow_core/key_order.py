@@ -32,12 +32,34 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["KeyTraits", "pg_collations", "pg_key_traits", "sqlite_key_traits"]
+__all__ = ["KeyTraits", "key_compare", "pg_collations", "pg_key_traits", "sqlite_key_traits"]
 
 _BINARY_LOCALES = {"C", "POSIX", "C.UTF-8", "C.utf8"}
+
+
+def key_compare(
+    keys: Sequence[sa.ColumnElement[Any]], values: Sequence[sa.ColumnElement[Any]], op: str
+) -> sa.ColumnElement[bool]:
+    """``keys > values`` (``op`` ``">"``) or ``keys <= values`` (``"<="``) in key order: a
+    plain comparison for one column, a row comparison for several.
+
+    A row comparison comes with the leading column's own bound, which it implies: planners
+    estimate that one from their statistics and a row comparison not at all. PostgreSQL,
+    once a table was ANALYZEd, guessed a quarter of a 2M-row table for each 50k-row chunk's
+    range and scanned all of it (300 ms instead of 13 ms: a pass grew with rows squared).
+    """
+    if op not in (">", "<="):
+        raise ValueError(f"unsupported key comparison {op!r}")
+    if len(keys) == 1:
+        return keys[0] > values[0] if op == ">" else keys[0] <= values[0]
+    left, right = sa.tuple_(*keys), sa.tuple_(*values)
+    if op == ">":
+        return sa.and_(keys[0] >= values[0], left > right)
+    return sa.and_(keys[0] <= values[0], left <= right)
 
 
 @dataclass(frozen=True)

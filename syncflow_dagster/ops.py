@@ -188,7 +188,7 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         done: list[str] = []
         with resource.runtime() as rt, _gc_frozen():
             with pipeline.first_load(rt, name):  # a single-run backfill's slices as one
-                _sync_slices(context, rt, name, keys, should_stop, done)
+                _sync_slices(context, step, rt, name, keys, should_stop, done)
             target_meta = _target_metadata(rt, target_table)
         if len(keys) == 1:
             context.add_output_metadata(target_meta)
@@ -219,10 +219,11 @@ def _gc_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _sync_slices(context: OpExecutionContext, rt: Runtime, name: str, keys: list[str],
-                 should_stop: Callable[[], bool] | None, done: list[str]) -> None:
-    """Sync the run's slices in turn, each reporting its own counts; stop at a pause."""
-    step = context.get_step_execution_context()
+def _sync_slices(context: OpExecutionContext, step: Any, rt: Runtime, name: str,
+                 keys: list[str], should_stop: Callable[[], bool] | None,
+                 done: list[str]) -> None:
+    """Sync the run's slices in turn, each reporting its own counts (``step``: the step
+    execution context, for per-partition metadata); stop at a pause."""
     for key in keys:
         try:
             with log_context(run_id=context.run_id, batch_id=context.run_id,

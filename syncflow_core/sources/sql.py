@@ -29,7 +29,7 @@ from sqlalchemy.engine import URL, Dialect
 
 from syncflow_core.config import SourceRef
 from syncflow_core.errors import SourceDatabaseError, SourceError
-from syncflow_core.key_order import KeyTraits, pg_key_traits, sqlite_key_traits
+from syncflow_core.key_order import KeyTraits, key_compare, pg_key_traits, sqlite_key_traits
 from syncflow_core.pg_binds import binds_as_settings, set_settings_sql
 from syncflow_core.redaction import (
     guard_db_errors,
@@ -279,15 +279,10 @@ class SqlSource:
             raise SourceError(f"key bound {bound!r} has {len(bound)} values, key has {len(cols)}")
         params = [self._bind(c, v) for c, v in zip(cols, bound, strict=True)]
         cols = keys
-        if len(cols) == 1:
-            return cols[0] > params[0] if op == ">" else cols[0] <= params[0]
-        if self._engine.dialect.name in ("postgresql", "sqlite", "mysql", "mariadb", "oracle"):
-            left, right = sa.tuple_(*cols), sa.tuple_(*params)
-            # Plus the leading column's implied bound: planners estimate that one from their
-            # statistics, a row comparison not at all (PostgreSQL then may scan the table).
-            if op == ">":
-                return sa.and_(cols[0] >= params[0], left > right)
-            return sa.and_(cols[0] <= params[0], left <= right)
+        if len(cols) == 1 or self._engine.dialect.name in (
+            "postgresql", "sqlite", "mysql", "mariadb", "oracle"
+        ):
+            return key_compare(cols, params, op)
         # Dialects without row values: expand the lexicographic comparison.
         terms = []
         for i, c in enumerate(cols):

@@ -59,7 +59,7 @@ from syncflow_core.identity import (
     ROWVERSION,
     SYNCED_AT,
 )
-from syncflow_core.key_order import pg_collations
+from syncflow_core.key_order import key_compare, pg_collations
 from syncflow_core.names import check_name
 from syncflow_core.pg_binds import binds_as_settings
 from syncflow_core.redaction import db_errors, guard_db_errors
@@ -614,21 +614,9 @@ class SqlTarget:
                 binds.append(sa.cast(p, _sa_type(cols[f], self.dialect)))
             else:
                 binds.append(sa.bindparam(None, _sqlite_bind(v), type_=sa.types.NullType()))
-        left: sa.ColumnElement[Any]
-        right: sa.ColumnElement[Any]
         collate = self._key_collations(name) if self.dialect == "postgresql" else {}
         keys = [table.c[k].collate(collate[k]) if k in collate else table.c[k] for k in key_fields]
-        if len(key_fields) == 1:
-            left, right = keys[0], binds[0]
-            return left > right if op == ">" else left <= right
-        left, right = sa.tuple_(*keys), sa.tuple_(*binds)
-        # The leading column's own bound (implied by the row comparison) is what the planner
-        # can estimate: it has no statistics for a row comparison, and once the table is
-        # ANALYZEd it guessed a quarter of a 2M-row table per chunk and scanned all of it
-        # (300 ms per 50k-row chunk read instead of 13 ms: every pass grew with rows squared).
-        if op == ">":
-            return sa.and_(keys[0] >= binds[0], left > right)
-        return sa.and_(keys[0] <= binds[0], left <= right)
+        return key_compare(keys, binds, op)
 
     def read_identities(
         self,
