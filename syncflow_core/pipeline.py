@@ -643,20 +643,21 @@ def delta_batch(
     stored: pa.Table | None = None,
     index: IncomingIndex | None = None,
     bulk: bool = False,
+    scope: tuple[tuple[Any, ...] | None, tuple[Any, ...] | None, bool] | None = None,
 ) -> Batch:
     """Classify against what the target holds in the batch's key range.
 
     tables: ``upserts`` (with an op column i/u), ``deletes`` (key hashes), ``rejects``.
     ``stored``: the target's identities of that range when the caller read them already;
     ``index``: `index_incoming` of the batch's rows when the caller built it already;
-    ``bulk``: a streamed first load (``stored`` is then taken as is, also for unordered keys).
+    ``bulk``: a streamed first load (``stored`` is then taken as is, also for unordered keys);
+    ``scope``: `_chunk_scope` of the batch when the caller worked it out already.
     """
     ent = rt.entity(entity)
     durations = dict(batch.info.get("durations", {}))
     stop = _timed(durations, "delta")
     rows = batch.table("rows")
-    lo, hi = _target_range(ent, batch)
-    unordered = _keys_unordered(rt, ent, batch, rows, lo, hi)
+    lo, hi, unordered = scope if scope is not None else _chunk_scope(rt, ent, batch)
     if unordered and not bulk:  # exact, order-free: by key hash, deletes at the pass's end
         stored = stored_by_hash(rt, ent, rows.column(KEY_HASH))
     elif stored is None:
@@ -1201,19 +1202,22 @@ def _stream_slice(
                     fed.cancel()  # its rows are not the batch's any more
                     fed = None
                 batch = prepare_batch(rt, entity, gathered, fed=fed)
-                if bulk and _ends_bulk(rt, ent, batch):
-                    # Keys this chunk holds may be stored already: from here on, read them.
+                scope = _chunk_scope(rt, ent, batch) if bulk else None
+                if scope is not None and ("gathered_from" in batch.info or scope[2]):
+                    # A streamed first load must stop taking its chunks' keys as new: copies
+                    # of a key gathered from earlier chunks, or the chunk's cleaned keys out of
+                    # the source's order (a key that cleaning merges with an earlier chunk's is
+                    # one: `syncflow_core.collisions`). From here on, read what is stored.
                     rt.target.end_bulk(ent.table_name)
                     bulk = False
-                    stored = readers.submit(_stored_identities, rt, ent,
-                                            *_target_range(ent, batch))
+                    stored = readers.submit(_stored_identities, rt, ent, scope[0], scope[1])
                 waited = time.perf_counter()
                 # The incoming side of the delta while the stored side is still being read.
                 index = index_incoming(batch.table("rows"), ent.rowversion_field)
                 known = stored.result()
                 batch.info["durations"]["delta"] = time.perf_counter() - waited
                 batch = delta_batch(rt, entity, slice_key, batch, stored=known, index=index,
-                                    bulk=bulk)
+                                    bulk=bulk, scope=scope)
                 batch = resolve_batch(rt, entity, batch)
                 counts = load_batch(rt, entity, slice_key, batch, run_id, should_stop, bulk=bulk,
                                     had_pending=had_pending)
@@ -1247,14 +1251,13 @@ def _cancel(futures: list[Future[pa.Table]]) -> None:
         f.cancel()
 
 
-def _ends_bulk(rt: Runtime, ent: EntityConfig, batch: Batch) -> bool:
-    """Whether a streamed first load must stop taking its chunks' keys as new: copies of a key
-    gathered from earlier chunks, or the chunk's cleaned keys out of the source's order (a
-    key that cleaning merges with an earlier chunk's is one: `syncflow_core.collisions`)."""
-    if "gathered_from" in batch.info:
-        return True
+def _chunk_scope(
+    rt: Runtime, ent: EntityConfig, batch: Batch
+) -> tuple[tuple[Any, ...] | None, tuple[Any, ...] | None, bool]:
+    """The batch's cleaned key range ``(lo, hi]`` and whether its keys are unordered
+    (`_keys_unordered`, which marks the entity the first time)."""
     lo, hi = _target_range(ent, batch)
-    return _keys_unordered(rt, ent, batch, batch.table("rows"), lo, hi)
+    return lo, hi, _keys_unordered(rt, ent, batch, batch.table("rows"), lo, hi)
 
 
 def _drop_read_ahead(ahead: Future[Batch] | None, fed: PartFeeder | None) -> None:
