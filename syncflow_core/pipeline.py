@@ -104,6 +104,7 @@ from syncflow_core.utf8_check import RawText, scalar_value
 
 __all__ = [
     "COUNT_FIELDS",
+    "ReadAhead",
     "Runtime",
     "SyncCounts",
     "delta_batch",
@@ -114,6 +115,7 @@ __all__ = [
     "load_batch",
     "normalize_batch",
     "prepare_batch",
+    "read_ahead",
     "resolve_batch",
     "resolve_pending",
     "source_field",
@@ -1072,11 +1074,14 @@ def sync_slice(
     should_stop: Callable[[], bool] | None = None,
     *,
     after_chunk: Callable[[SyncCounts], None] | None = None,
+    ahead: ReadAhead | None = None,
 ) -> SyncCounts:
     """All stages for one slice, one chunk per transaction, resumable from the slice cursor.
 
     ``should_stop`` is checked at every chunk boundary (the night window closing); the sync then
     ends *paused* with its cursor committed. ``after_chunk`` sees each chunk's counts (progress).
+    ``ahead``: the slice's first chunk, already being read (`read_ahead`); taken when it was
+    started from the read plan and cursor the sync finds, dropped otherwise.
 
     Reads overlap the work: while the worker processes normalize and identify a chunk, a thread
     reads the target's stored identities of its key range, and while the chunk goes through
@@ -1087,11 +1092,16 @@ def sync_slice(
     ent = rt.entity(entity)
     table = ent.table_name
     outer = rt.target.in_bulk(table)  # inside `first_load`: it ends the bulk load
-    if not outer and rt.target.table_exists(table):
-        rt.target.ensure_indexes(table, ent.business_key_fields)  # a killed first load's
-    bulk = outer or rt.target.begin_bulk(table)
     try:
-        return _stream_slice(rt, ent, slice_key, run_id, should_stop, after_chunk, bulk)
+        if not outer and rt.target.table_exists(table):
+            rt.target.ensure_indexes(table, ent.business_key_fields)  # a killed first load's
+        bulk = outer or rt.target.begin_bulk(table)
+    except BaseException:
+        if ahead is not None:
+            ahead.drop()
+        raise
+    try:
+        return _stream_slice(rt, ent, slice_key, run_id, should_stop, after_chunk, bulk, ahead)
     finally:
         if bulk and not outer:
             rt.target.end_bulk(table)
@@ -1122,29 +1132,25 @@ def _stream_slice(
     should_stop: Callable[[], bool] | None,
     after_chunk: Callable[[SyncCounts], None] | None,
     bulk: bool,
+    early: ReadAhead | None = None,
 ) -> SyncCounts:
     """`sync_slice`'s chunk loop; ``bulk``: a streamed first load (nothing stored to read)."""
     total = SyncCounts()
     entity = ent.name
     started = time.perf_counter()
     plan, start = _read_plan(rt, entity, slice_key)
+    if early is not None and not early.reads(plan, start):
+        early.drop()  # another sync moved the slice on since: read from where it is now
+        early = None
     first_size = ent.chunk_size
-    # Chunks this big go to the worker processes, piece by piece while they are read (smaller
-    # ones are prepared inline). The workers start now and get ready while the first chunk
-    # is read.
-    parallel = first_size >= DEFAULT_MIN_ROWS
+    parallel = _parallel(ent)
     if parallel:
-        start_pool()
-    # Only a streaming source gains (others hand over a chunk whole), and only its pieces are
-    # typed alike (elsewhere a piece's all-NULL column may come typed otherwise).
-    streams = parallel and _streams(rt.source(entity))
+        start_pool()  # the workers get ready while the first chunk is read
 
     def feeder() -> PartFeeder | None:
-        if not streams:
-            return None
-        return PartFeeder(partial(prepare_part, entity=ent, source_types=plan.source_types))
+        return _feeder(rt, ent, plan)
 
-    fed = feeder()
+    fed = early.fed if early is not None else feeder()
     # Each chunk's stored identities are read as soon as its last key is known (the read of
     # the chunk ahead calls `on_end`), so they come in while the chunk before it loads. Key
     # ranges of a pass are disjoint and each load commits only its own range, so the read
@@ -1169,8 +1175,12 @@ def _stream_slice(
 
         prefetched: list[Future[pa.Table]] = []
         try:
-            batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
-                          identities_at_end(start, prefetched) if prefetch else None, first_size)
+            if early is not None:
+                batch = early.batch.result()  # (its stored identities are read in the loop)
+            else:
+                batch = _read(rt, plan, start, 1, None, time.perf_counter() - started, fed,
+                              identities_at_end(start, prefetched) if prefetch else None,
+                              first_size)
         except BaseException:
             _drop_read_ahead(None, fed)
             _cancel(prefetched)
@@ -1243,6 +1253,62 @@ def _stream_slice(
                 _cancel(next_prefetched)
                 raise
             fed, prefetched = next_fed, next_prefetched
+
+
+def _parallel(ent: EntityConfig) -> bool:
+    """Chunks this big go to the worker processes (smaller ones are prepared inline)."""
+    return ent.chunk_size >= DEFAULT_MIN_ROWS
+
+
+def _feeder(rt: Runtime, ent: EntityConfig, plan: _ReadPlan) -> PartFeeder | None:
+    """What hands a chunk's rows to the workers piece by piece while they are read: only a
+    streaming source gains (others hand over a chunk whole), and only its pieces are typed
+    alike (elsewhere a piece's all-NULL column may come typed otherwise)."""
+    if not (_parallel(ent) and _streams(rt.source(ent.name))):
+        return None
+    return PartFeeder(partial(prepare_part, entity=ent, source_types=plan.source_types))
+
+
+@dataclass
+class ReadAhead:
+    """A slice's first chunk, being read (and fed to the worker processes) before its sync
+    starts: `read_ahead` starts it, `sync_slice` takes it. It only reads the source."""
+
+    entity: str
+    slice_key: str
+    plan: _ReadPlan
+    start: Any
+    fed: PartFeeder | None
+    batch: Future[Batch]
+
+    def reads(self, plan: _ReadPlan, start: Any) -> bool:
+        """True when it reads what a sync planning ``plan`` from ``start`` would read first."""
+        return (self.entity, self.slice_key, self.plan, self.start) == (
+            plan.entity.name, plan.slice_key, plan, start)
+
+    def drop(self) -> None:
+        """Not wanted after all: a read in progress finishes, its rows are let go."""
+        _drop_read_ahead(self.batch, self.fed)
+
+
+def read_ahead(rt: Runtime, entity: str, slice_key: str) -> ReadAhead:
+    """Start reading the slice's first chunk from its committed cursor, on a thread of its
+    own, for a `sync_slice` about to start (pass it as ``ahead``). An orchestrator calls it
+    when it knows the sync comes next, so the read and the workers' first chunk overlap the
+    orchestrator's own work. `sync_slice` checks the plan and cursor again and drops a read
+    ahead that no longer matches; a read ahead nobody takes must be dropped (`ReadAhead.drop`).
+    """
+    ent = rt.entity(entity)
+    plan, start = _read_plan(rt, entity, slice_key)
+    if _parallel(ent):
+        start_pool()
+    fed = _feeder(rt, ent, plan)
+    thread = ThreadPoolExecutor(1, thread_name_prefix="syncflow-read-ahead")
+    try:
+        batch = thread.submit(_read, rt, plan, start, 1, None, 0.0, fed, None, ent.chunk_size)
+    finally:
+        thread.shutdown(wait=False)  # the thread ends with its read
+    return ReadAhead(entity, slice_key, plan, start, fed, batch)
 
 
 def _cancel(futures: list[Future[pa.Table]]) -> None:

@@ -151,6 +151,12 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         keys = _partition_keys(context)
         checked(context, "extract",
                 lambda rt: "; ".join(stream.check_extract(rt, name, keys)))
+        resource: SyncFlowResource = getattr(context.resources, RESOURCE_KEY)
+        try:
+            # The first chunk's read starts here and overlaps the next ops; load takes it.
+            resource.start_read(name, keys[0])
+        except Exception as exc:
+            raise _fail(name, "extract", keys[0], exc) from None
         return ChunkStream(name).then("extract")
 
     def planned(stage: str, check: Callable[[Runtime, str], str], doc: str) -> Any:
@@ -188,7 +194,7 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         done: list[str] = []
         with resource.runtime() as rt, _gc_frozen():
             with pipeline.first_load(rt, name):  # a single-run backfill's slices as one
-                _sync_slices(context, step, rt, name, keys, should_stop, done)
+                _sync_slices(context, step, resource, rt, name, keys, should_stop, done)
             target_meta = _target_metadata(rt, target_table)
         if len(keys) == 1:
             context.add_output_metadata(target_meta)
@@ -219,11 +225,12 @@ def _gc_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _sync_slices(context: OpExecutionContext, step: Any, rt: Runtime, name: str,
-                 keys: list[str], should_stop: Callable[[], bool] | None,
-                 done: list[str]) -> None:
+def _sync_slices(context: OpExecutionContext, step: Any, resource: SyncFlowResource,
+                 rt: Runtime, name: str, keys: list[str],
+                 should_stop: Callable[[], bool] | None, done: list[str]) -> None:
     """Sync the run's slices in turn, each reporting its own counts (``step``: the step
-    execution context, for per-partition metadata); stop at a pause."""
+    execution context, for per-partition metadata); stop at a pause. A slice whose read the
+    extract op started takes it."""
     for key in keys:
         try:
             with log_context(run_id=context.run_id, batch_id=context.run_id,
@@ -231,6 +238,7 @@ def _sync_slices(context: OpExecutionContext, step: Any, rt: Runtime, name: str,
                 counts = pipeline.sync_slice(
                     rt, name, key, context.run_id, should_stop,
                     after_chunk=_chunk_logger(context, name, key),
+                    ahead=resource.take_read(name, key),
                 )
         except Exception as exc:
             raise _fail(name, "load", key, exc) from None

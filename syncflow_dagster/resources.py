@@ -20,6 +20,7 @@ from pydantic import Field, PrivateAttr
 from syncflow_core.config import SyncFlowConfig, load_config
 from syncflow_core.errors import ConfigError
 from syncflow_core.parallel import DEFAULT_MIN_ROWS, start_pool
+from syncflow_core.pipeline import ReadAhead, read_ahead
 from syncflow_core.runtime import Runtime
 from syncflow_dagster.storage_pool import pool_storage_connections
 
@@ -154,6 +155,7 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
         return env
 
     _run_runtime: Runtime | None = PrivateAttr(default=None)
+    _read_aheads: dict[tuple[str, str], ReadAhead] = PrivateAttr(default_factory=dict)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         """Open one `Runtime` for the run: its steps run one after another in this process
@@ -172,10 +174,28 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
             start_pool()
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
-        """Close the run's `Runtime`."""
+        """Drop the reads ahead no op took (the run failed before its load) and close the
+        run's `Runtime`."""
+        while self._read_aheads:
+            self._read_aheads.popitem()[1].drop()
         if self._run_runtime is not None:
             self._run_runtime.close()
             self._run_runtime = None
+
+    def start_read(self, entity: str, slice_key: str) -> None:
+        """Start reading the slice's first chunk for the run's load op (`take_read`), so the
+        read and the workers' first chunk overlap the ops in between. Only inside a run (the
+        ops share its `Runtime`); elsewhere nothing would take it."""
+        if self._run_runtime is None:
+            return
+        old = self._read_aheads.pop((entity, slice_key), None)
+        if old is not None:
+            old.drop()
+        self._read_aheads[(entity, slice_key)] = read_ahead(self._run_runtime, entity, slice_key)
+
+    def take_read(self, entity: str, slice_key: str) -> ReadAhead | None:
+        """The read `start_read` began for the slice (None: none, e.g. a re-executed load)."""
+        return self._read_aheads.pop((entity, slice_key), None)
 
     @contextmanager
     def runtime(self) -> Iterator[Runtime]:
