@@ -44,10 +44,17 @@ RECENT_RUNS = 500
 """Background runs of an entity the retry check reads (newest first): nights' worth of them."""
 
 
-def latest_run_metadata(context: AssetCheckExecutionContext, key: AssetKey) -> dict[str, Any]:
-    """Counts summed over the materializations of the asset's most recent run ({} if none)."""
+def latest_run_metadata(
+    context: AssetCheckExecutionContext, key: AssetKey, slices: int
+) -> dict[str, Any]:
+    """Counts summed over the materializations of the asset's most recent run ({} if none).
+
+    A run materializes each of the asset's ``slices`` partitions at most once, so that many
+    records, newest first, hold all of its materializations: the read does not grow with the
+    asset's history (1,000 records cost ~0.14 s on every sync's checks).
+    """
     records = context.instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=key), limit=1000, ascending=False
+        AssetRecordsFilter(asset_key=key), limit=max(slices, 1), ascending=False
     ).records
     if not records:
         return {}
@@ -88,7 +95,7 @@ def build_entity_checks(
                       description=f"{key.to_user_string()} has not been synced yet.")
 
     def reject_ratio(context: AssetCheckExecutionContext) -> AssetCheckResult:
-        meta = latest_run_metadata(context, key)
+        meta = latest_run_metadata(context, key, entity.slice_count)
         if not meta:
             return not_synced("reject_ratio")
         fetched, rejected = int(meta.get("fetched", 0)), int(meta.get("rejected", 0))

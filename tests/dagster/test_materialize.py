@@ -230,3 +230,19 @@ def test_single_run_over_a_partition_range_syncs_every_slice(demo_env: DemoEnv,
         assert all(n > 0 for n in inserted)
         table_rows = {meta["dagster/row_count"] for meta in by_slice.values()}
         assert table_rows == {sum(inserted)}  # the table's rows: every slice's together
+
+        # The run's checks judge the run just done, all of its slices together, however much
+        # history the asset has: run it again and read the second run's reject_ratio.
+        again = job.execute_in_process(instance=instance, tags={
+            "dagster/asset_partition_range_start": keys[0],
+            "dagster/asset_partition_range_end": keys[-1],
+        })
+        assert again.success
+        ratio = {e.check_name: e for e in again.get_asset_check_evaluations()}["reject_ratio"]
+        meta = {k: v.value for k, v in ratio.metadata.items()}
+        records = instance.get_records_for_run(
+            again.run_id, of_type=DagsterEventType.ASSET_MATERIALIZATION).records
+        fetched = [r.event_log_entry.asset_materialization.metadata["fetched"].value
+                   for r in records if r.event_log_entry.asset_materialization is not None]
+        assert len(fetched) == len(keys)
+        assert meta["run_id"] == again.run_id and meta["fetched"] == sum(fetched)
