@@ -50,7 +50,8 @@ def _phase(path: str, config: str, run: str, env: dict[str, str]) -> dict[str, f
             for key in keys:
                 total.add(sync_slice(rt, ENTITY, key, run))
         return {"seconds": time.perf_counter() - t0, "fetched": total.fetched,
-                "written": total.inserted + total.updated}
+                "written": total.inserted + total.updated,
+                **{f"seconds_{k}": v for k, v in total.durations.items()}}
     from dagster import DagsterInstance
 
     from syncflow_dagster.definitions import build_definitions
@@ -68,12 +69,18 @@ def _phase(path: str, config: str, run: str, env: dict[str, str]) -> dict[str, f
         result = job.execute_in_process(instance=instance, **where)  # type: ignore[arg-type]
         secs = time.perf_counter() - t0
     assert result.success
-    fetched = written = 0.0
+    figures: dict[str, float] = {"seconds": secs, "fetched": 0.0, "written": 0.0}
     for event in result.get_asset_materialization_events():
         meta = event.materialization.metadata
-        fetched += float(str(meta["fetched"].value))
-        written += float(str(meta["inserted"].value)) + float(str(meta["updated"].value))
-    return {"seconds": secs, "fetched": fetched, "written": written}
+        figures["fetched"] += float(str(meta["fetched"].value))
+        figures["written"] += float(str(meta["inserted"].value)) + float(
+            str(meta["updated"].value))
+        for name, value in meta.items():  # the engine's time per stage (seconds_<stage>)
+            if name.startswith("seconds_"):
+                figures[name] = figures.get(name, 0.0) + float(str(value.value))
+    # Where the rest of the wall time went: Dagster's steps and events, the plan ops' checks,
+    # the table's row count.
+    return figures
 
 
 def _files_mb(root: Path) -> float:
@@ -144,6 +151,10 @@ def main() -> None:
                       f"{r['peak_mb']:7,.0f} MB  PSS {r['peak_pss_mb']:7,.0f} MB  "
                       f"fetched {r['fetched']:,.0f}  "
                       f"written {r['written']:,.0f}", flush=True)
+                stages = {k[len("seconds_"):]: v for k, v in r.items() if k.startswith("seconds_")}
+                print(f"{'':<16} engine stages (s): "
+                      + " ".join(f"{k}={v:.2f}" for k, v in stages.items())
+                      + f"  sum={sum(stages.values()):.2f}", flush=True)
         stage_mb = _files_mb(home)
     print(f"{n:,} rows, {slices} slice(s), PostgreSQL -> PostgreSQL, config defaults")
     for label in ("initial", "rerun"):
