@@ -16,6 +16,7 @@ current totals.
 from __future__ import annotations
 
 import bisect
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
@@ -157,5 +158,13 @@ def serve(
     registry.register(SyncFlowCollector(config, runtime, instance))
     server, thread = start_http_server(port, addr=host, registry=registry)
     if block:
+        # Stop on SIGTERM (Kubernetes' stop signal) whatever the process inherited: a parent
+        # that ran Dagster in process passes its SIGTERM disposition on, ignored when its
+        # SIGINT was (Dagster maps SIGTERM to SIGINT's handler), and the server never ended.
+        signal.signal(signal.SIGTERM, _stop)
         thread.join()
     return server
+
+
+def _stop(signum: int, frame: Any) -> None:
+    raise SystemExit(0)

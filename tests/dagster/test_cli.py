@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -311,7 +311,7 @@ def _scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
-def _serve(ops: OpsEnv) -> tuple[Any, int]:
+def _serve(ops: OpsEnv, preexec: Callable[[], None] | None = None) -> tuple[Any, int]:
     import socket
     import subprocess
     import sys
@@ -324,7 +324,7 @@ def _serve(ops: OpsEnv) -> tuple[Any, int]:
         port = int(s.getsockname()[1])
     exe = str(Path(sys.executable).with_name("syncflow"))
     proc = subprocess.Popen([exe, "metrics", "serve", "--port", str(port)], env=ops.env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=preexec)
     deadline = time.time() + 60
     while True:
         try:
@@ -421,3 +421,22 @@ def test_failed_show_decrypts_sealed_payloads_and_refuses_a_wrong_key(ops: OpsEn
     assert wrong.exit_code == EXIT_ERROR
     assert "PayloadKeyError: payload key 'k1' does not decrypt" in wrong.stderr
     assert BAD_CREDIT not in wrong.output
+
+
+def test_metrics_server_stops_on_sigterm_even_when_started_with_it_ignored(ops: OpsEnv) -> None:
+    """A parent that ran Dagster in process may pass SIGTERM on as ignored (Dagster maps it to
+    SIGINT's handler, which test runners and some supervisors ignore); the server must still
+    stop when Kubernetes (or anyone) sends it."""
+    import signal
+
+    def ignore_sigterm() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+
+    proc, _port = _serve(ops, preexec=ignore_sigterm)
+    try:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
