@@ -1,6 +1,6 @@
 """The asset path against the engine called directly: one slice, wall time and process-tree RSS.
 
-    .venv/bin/python -m bench.dagster_overhead [--rows 1000000]
+    .venv/bin/python -m bench.dagster_overhead [--rows 1000000] [--repeat 5]
 
 Loads ``--rows`` messy order lines (bench.e2e's) into a throw-away PostgreSQL ERP, then syncs
 one slice into two empty PostgreSQL targets, with the config defaults (`chunk_size` 50k, no
@@ -9,7 +9,9 @@ asset on a Dagster instance with dagster-postgres storage. Both run the initial 
 rerun after 10 % of the source rows changed. Each phase runs in a fresh process; its wall time
 is the sync call (imports excluded), its peak RSS is the whole process tree (the process and its
 worker processes, imports included), sampled every 20 ms by a separate process. Prints the
-stage files a run leaves on disk (there should be none). Targets: at 1M rows the asset path
+stage files a run leaves on disk (there should be none). With ``--repeat N`` every phase runs N
+times, each repetition from empty targets and an empty instance, and the summary gives medians
+and ranges (one run on a shared 2-core machine varies by 10-20 %). Targets: at 1M rows the asset path
 <= 1.10x the direct wall and <= 1.2x its peak; at 3M rows both peaks <= 1.2 GB.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -96,6 +99,9 @@ def main() -> None:
                          "the asset path syncs them in one run")
     ap.add_argument("--paths", default="direct,asset",
                     help="which paths to run, comma-separated (e.g. 'asset' for a long 10M run)")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="repetitions, each from empty targets and instance: the figures are "
+                         "the median and range (one run on a shared machine varies ~10-20 %%)")
     ap.add_argument("--phase", nargs=3, metavar=("PATH", "CONFIG", "RUN"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.phase:
@@ -106,8 +112,7 @@ def main() -> None:
     paths = [p for p in ("direct", "asset") if p in args.paths.split(",")]
     rows = _source_rows(n)
     with pg_cluster() as pg, tempfile.TemporaryDirectory() as tmp:
-        for db in ("erp", "direct", "asset", "dagster"):
-            pg.create_database(db)
+        pg.create_database("erp")
         _load_source(pg, "erp", rows)
         del rows
         cfg = _config(slices=None if args.default_slices else 1)
@@ -115,18 +120,10 @@ def main() -> None:
         slices = cfg.entity(ENTITY).slice_count
         config = Path(tmp) / "syncflow.yaml"
         config.write_text(yaml.safe_dump(doc))
-        home = Path(tmp) / "dagster_home"
-        home.mkdir()
-        storage = pg.url("dagster", driver="postgresql+psycopg2")
-        (home / "dagster.yaml").write_text(yaml.safe_dump({
-            "storage": {"postgres": {"postgres_url": storage}},
-            "telemetry": {"enabled": False},
-        }))
-        base = {**os.environ, "BENCH_ERP_URL": pg.url("erp"), "DAGSTER_HOME": str(home),
-                "SYNCFLOW_CONFIG": str(config)}
 
-        def run(path: str, label: str) -> dict[str, float]:
-            env = {**base, "BENCH_TARGET_URL": pg.url(path)}
+        def run(path: str, label: str, rep: int, home: Path) -> dict[str, float]:
+            env = {**os.environ, "BENCH_ERP_URL": pg.url("erp"), "DAGSTER_HOME": str(home),
+                   "SYNCFLOW_CONFIG": str(config), "BENCH_TARGET_URL": pg.url(f"{path}_{rep}")}
             child = subprocess.Popen(
                 [sys.executable, "-m", "bench.dagster_overhead", "--phase", path, str(config),
                  label], env=env, stdout=subprocess.PIPE, text=True,
@@ -140,32 +137,65 @@ def main() -> None:
             figures["peak_pss_mb"] = peak.pss_mb
             return figures
 
-        results: dict[tuple[str, str], dict[str, float]] = {}
-        for label in ("initial", "rerun"):
-            if label == "rerun":
-                changed = _change_source(pg, "erp")
-                print(f"source: {changed:,} rows changed ({changed / n:.1%})")
-            for path in paths:
-                r = results[(path, label)] = run(path, label)
-                print(f"{path:<7} {label:<8} {r['seconds']:7.2f} s  peak RSS (tree) "
-                      f"{r['peak_mb']:7,.0f} MB  PSS {r['peak_pss_mb']:7,.0f} MB  "
-                      f"fetched {r['fetched']:,.0f}  "
-                      f"written {r['written']:,.0f}", flush=True)
-                stages = {k[len("seconds_"):]: v for k, v in r.items() if k.startswith("seconds_")}
-                print(f"{'':<16} engine stages (s): "
-                      + " ".join(f"{k}={v:.2f}" for k, v in stages.items())
-                      + f"  sum={sum(stages.values()):.2f}", flush=True)
-        stage_mb = _files_mb(home)
-    print(f"{n:,} rows, {slices} slice(s), PostgreSQL -> PostgreSQL, config defaults")
+        results: dict[tuple[str, str], list[dict[str, float]]] = {}
+        homes = []
+        for rep in range(args.repeat):
+            # Each repetition starts from empty targets and an empty Dagster instance; the
+            # source keeps the changes of the repetitions before (each rerun sees 10 % changed
+            # since its own initial load).
+            for db in (f"direct_{rep}", f"asset_{rep}", f"dagster_{rep}"):
+                pg.create_database(db)
+            home = Path(tmp) / f"dagster_home_{rep}"
+            home.mkdir()
+            homes.append(home)
+            storage = pg.url(f"dagster_{rep}", driver="postgresql+psycopg2")
+            (home / "dagster.yaml").write_text(yaml.safe_dump({
+                "storage": {"postgres": {"postgres_url": storage}},
+                "telemetry": {"enabled": False},
+            }))
+            for label in ("initial", "rerun"):
+                if label == "rerun":
+                    changed = _change_source(pg, "erp")
+                    print(f"source: {changed:,} rows changed ({changed / n:.1%})")
+                for path in paths:
+                    r = run(path, label, rep, home)
+                    results.setdefault((path, label), []).append(r)
+                    _print_phase(path, label, r)
+        stage_mb = max(_files_mb(home) for home in homes)
+    print(f"{n:,} rows, {slices} slice(s), PostgreSQL -> PostgreSQL, config defaults, "
+          f"{args.repeat} repetition(s)")
     for label in ("initial", "rerun"):
-        if len(paths) < 2:
-            break
-        d, a = results[("direct", label)], results[("asset", label)]
-        print(f"{label:<8} asset/direct: wall {a['seconds'] / d['seconds']:.2f} (target <= 1.10)"
-              f", peak {a['peak_mb'] / d['peak_mb']:.2f} (target <= 1.2)")
+        for path in paths:
+            runs = results[(path, label)]
+            print(f"{path:<7} {label:<8} wall {_spread([r['seconds'] for r in runs], 's')}  "
+                  f"peak RSS {_spread([r['peak_mb'] for r in runs], 'MB', 0)}")
+        if len(paths) == 2:
+            pairs = list(zip(results[("direct", label)], results[("asset", label)], strict=True))
+            walls = [a["seconds"] / d["seconds"] for d, a in pairs]
+            peaks = [a["peak_mb"] / d["peak_mb"] for d, a in pairs]
+            print(f"{label:<8} asset/direct: wall {_spread(walls)} (target <= 1.10), "
+                  f"peak {_spread(peaks)} (target <= 1.2)")
     print(f"files left under DAGSTER_HOME after the runs: {stage_mb:.2f} MB "
           "(dagster.yaml and Dagster's own logs; SyncFlow writes no stage files)")
 
+
+def _print_phase(path: str, label: str, r: dict[str, float]) -> None:
+    print(f"{path:<7} {label:<8} {r['seconds']:7.2f} s  peak RSS (tree) "
+          f"{r['peak_mb']:7,.0f} MB  PSS {r['peak_pss_mb']:7,.0f} MB  "
+          f"fetched {r['fetched']:,.0f}  written {r['written']:,.0f}", flush=True)
+    stages = {k[len("seconds_"):]: v for k, v in r.items() if k.startswith("seconds_")}
+    print(f"{'':<16} engine stages (s): "
+          + " ".join(f"{k}={v:.2f}" for k, v in stages.items())
+          + f"  sum={sum(stages.values()):.2f}", flush=True)
+
+
+def _spread(values: list[float], unit: str = "", digits: int = 2) -> str:
+    """Median, and the range when there is more than one value."""
+    mid = statistics.median(values)
+    text = f"{mid:,.{digits}f}{(' ' + unit) if unit else ''}"
+    if len(values) > 1:
+        text += f" (median; {min(values):,.{digits}f}-{max(values):,.{digits}f})"
+    return text
 
 if __name__ == "__main__":
     main()
