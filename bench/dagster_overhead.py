@@ -11,8 +11,8 @@ is the sync call (imports excluded), its peak RSS is the whole process tree (the
 worker processes, imports included), sampled every 20 ms by a separate process. Prints the
 stage files a run leaves on disk (there should be none). With ``--repeat N`` every phase runs N
 times, each repetition from empty targets and an empty instance, and the summary gives medians
-and ranges (one run on a shared 2-core machine varies by 10-20 %). Targets: at 1M rows the asset path
-<= 1.10x the direct wall and <= 1.2x its peak; at 3M rows both peaks <= 1.2 GB.
+and ranges (one run on a shared 2-core machine varies by 10-20 %). Targets: at 1M rows the
+asset path <= 1.10x the direct wall and <= 1.2x its peak; at 3M rows both peaks <= 1.2 GB.
 """
 
 from __future__ import annotations
