@@ -1,6 +1,6 @@
 """End-to-end benchmark: 1M messy rows in PostgreSQL -> full pipeline -> PostgreSQL target.
 
-    .venv/bin/python -m bench.e2e [--rows 1000000] [--no-dlt]
+    .venv/bin/python -m bench.e2e [--rows 1000000] [--no-dlt] [--repeat 3]
 
 Starts a throw-away PostgreSQL cluster, loads ``--rows`` messy order lines (text numbers in two
 locales, mixed date formats, padded codes, control characters, mojibake) into an ERP table,
@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import io
 import os
+import statistics
 import time
+from functools import partial
 from typing import Any
 
 import psycopg
@@ -142,7 +144,7 @@ def _syncflow(env: dict[str, str], chunk_size: int | None, run: str) -> str:
     )
 
 
-def _dlt_run(pg: PgCluster, erp_url: str, n: int, name: str) -> str:
+def _dlt_run(pg: PgCluster, erp_url: str, n: int, name: str, db: str = "dlt") -> str:
     import dlt
 
     from syncflow_core.config import SourceRef
@@ -159,7 +161,7 @@ def _dlt_run(pg: PgCluster, erp_url: str, n: int, name: str) -> str:
             src.close()
 
     # dlt insists on a password; the throw-away cluster trusts loopback, so any will do.
-    creds = pg.url("dlt", driver="postgresql").replace("postgres@", "postgres:bench@")
+    creds = pg.url(db, driver="postgresql").replace("postgres@", "postgres:bench@")
     pipeline = dlt.pipeline(
         pipeline_name=name,
         destination=dlt.destinations.postgres(credentials=creds),
@@ -177,6 +179,9 @@ def main() -> None:
     ap.add_argument("--chunk-size", type=int, default=None,
                     help="rows per chunk (default: the config default; for experiments only)")
     ap.add_argument("--no-dlt", action="store_true")
+    ap.add_argument("--repeat", type=int, default=1,
+                    help="repetitions, each into empty targets; ratios are per repetition, "
+                         "summarised by their median and range")
     args = ap.parse_args()
     n = args.rows
     chunk = args.chunk_size
@@ -188,32 +193,49 @@ def main() -> None:
         have_dlt = False
     rows = _source_rows(n)
     with pg_cluster() as pg:
-        for db in ("erp", "target", "dlt"):
-            pg.create_database(db)
+        pg.create_database("erp")
         _load_source(pg, "erp", rows)
-        env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url("target")}
+        if have_dlt:
+            pg.create_database("erp2")  # dlt's own copy of the unchanged source
+            _load_source(pg, "erp2", rows)
         print(f"{n:,} rows, PostgreSQL -> PostgreSQL, {os.cpu_count()} cores, "
               f"chunks of {_config(chunk).entity('order_lines').chunk_size:,} rows")
-        sf_init = _phase("syncflow initial", lambda: _syncflow(env, chunk, "initial"), n)
-        changed = _change_source(pg, "erp")
-        print(f"source: {changed:,} rows changed ({changed / n:.1%})")
-        sf_rerun = _phase("syncflow rerun", lambda: _syncflow(env, chunk, "rerun"), n)
+        times: dict[str, list[float]] = {}
+        for rep in range(args.repeat):
+            # Each repetition loads into empty targets; the sources keep the changes of the
+            # ones before (each rerun sees 10 % changed since its own initial load).
+            pg.create_database(f"target_{rep}")
+            env = {"BENCH_ERP_URL": pg.url("erp"), "BENCH_TARGET_URL": pg.url(f"target_{rep}")}
+            times.setdefault("sf_init", []).append(
+                _phase("syncflow initial", partial(_syncflow, env, chunk, "initial"), n))
+            changed = _change_source(pg, "erp")
+            print(f"source: {changed:,} rows changed ({changed / n:.1%})")
+            times.setdefault("sf_rerun", []).append(
+                _phase("syncflow rerun", partial(_syncflow, env, chunk, "rerun"), n))
+            if not have_dlt:
+                continue
+            pg.create_database(f"dlt_{rep}")
+            dlt_run = partial(_dlt_run, pg, pg.url("erp2"), n, f"bench_e2e_{rep}", f"dlt_{rep}")
+            times.setdefault("dlt_init", []).append(
+                _phase("dlt initial (merge, parquet)", dlt_run, n))
+            _change_source(pg, "erp2")
+            times.setdefault("dlt_rerun", []).append(
+                _phase("dlt rerun (merge, parquet)", dlt_run, n))
         shutdown_pool()
         if not have_dlt:
             if not args.no_dlt:
                 print("dlt not installed: pip install -e '.[bench]' for the comparison")
             return
-        # dlt on a fresh copy of the unchanged source, then the same change.
-        pg.create_database("erp2")
-        _load_source(pg, "erp2", rows)
-        dlt_init = _phase("dlt initial (merge, parquet)",
-                          lambda: _dlt_run(pg, pg.url("erp2"), n, "bench_e2e"), n)
-        _change_source(pg, "erp2")
-        dlt_rerun = _phase("dlt rerun (merge, parquet)",
-                           lambda: _dlt_run(pg, pg.url("erp2"), n, "bench_e2e"), n)
-        print(f"ratio SyncFlow/dlt: initial {sf_init / dlt_init:.2f} (target <= 1.0), "
-              f"rerun {sf_rerun / dlt_rerun:.2f} (target <= 0.5)")
-
+        pairs = (("initial", "sf_init", "dlt_init"), ("rerun", "sf_rerun", "dlt_rerun"))
+        for label, sf, dl in pairs:
+            ratios = [a / b for a, b in zip(times[sf], times[dl], strict=True)]
+            target = "1.0" if label == "initial" else "0.5"
+            summary = f"{statistics.median(ratios):.2f}"
+            if len(ratios) > 1:
+                summary += (f" (median of {len(ratios)}; {min(ratios):.2f}-{max(ratios):.2f}; "
+                            f"SyncFlow {statistics.median(times[sf]):.2f} s, "
+                            f"dlt {statistics.median(times[dl]):.2f} s)")
+            print(f"ratio SyncFlow/dlt {label}: {summary} (target <= {target})")
 
 if __name__ == "__main__":
     main()
