@@ -198,6 +198,7 @@ def main() -> None:
         if have_dlt:
             pg.create_database("erp2")  # dlt's own copy of the unchanged source
             _load_source(pg, "erp2", rows)
+        del rows  # the generated rows are not part of either tool's memory
         print(f"{n:,} rows, PostgreSQL -> PostgreSQL, {os.cpu_count()} cores, "
               f"chunks of {_config(chunk).entity('order_lines').chunk_size:,} rows")
         times: dict[str, list[float]] = {}
