@@ -303,6 +303,11 @@ class EntityConfig(_Strict):
     never reach the target). Default: every pass."""
     reject_ratio_limit: float = Field(0.05, ge=0.0, le=1.0)
     """A batch whose rejected share exceeds this fails loudly instead of loading."""
+    table_row_count: bool = False
+    """Report the whole target table's live rows with every materialization (an exact count
+    after each run: a scan of the table, whatever the slice's size; ~0.15 s per 1M rows on a
+    warm PostgreSQL table, ~0.5 s right after a load). Off by default, like dagster-dbt's row
+    counts: the slices' own counts come with every run anyway."""
     backfill_policy: Literal["single_run", "multi_run"] = "multi_run"
     group: str | None = None
 

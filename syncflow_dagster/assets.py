@@ -37,7 +37,7 @@ def build_entity_asset(config: SyncFlowConfig, entity: EntityConfig) -> AssetsDe
     """The graph asset syncing ``entity``; its parents (not itself) are upstream deps."""
     ent = entity_asset(config, entity)
     parents = config.parents_of(entity.name)
-    ops = build_stage_ops(ent, entity.table_name)
+    ops = build_stage_ops(ent, entity.table_name, entity.table_row_count)
 
     def compose(**parent_inputs: Any) -> Any:
         after = list(parent_inputs.values())

@@ -78,15 +78,15 @@ def counts_metadata(counts: SyncCounts) -> dict[str, Any]:
     return meta
 
 
-def _target_metadata(rt: Runtime, table: str) -> dict[str, Any]:
+def _target_metadata(rt: Runtime, table: str, count_rows: bool) -> dict[str, Any]:
     from dagster import TableColumn, TableSchema
 
     target: Any = rt.target
     meta: dict[str, Any] = {"target_table": table}
     if not target.table_exists(table):
         return meta  # nothing loaded yet (e.g. every row is waiting for its parent)
-    # The whole table's rows (all slices); the slice's own rows are `fetched` & co.
-    meta["dagster/row_count"] = int(target.row_count(table))
+    if count_rows:  # `table_row_count`: the whole table's rows (all slices), a full scan
+        meta["dagster/row_count"] = int(target.row_count(table))
     schema = target.arrow_schema(table)
     meta["dagster/column_schema"] = TableSchema(
         columns=[TableColumn(name=f.name, type=str(f.type)) for f in schema]
@@ -127,8 +127,9 @@ def _chunk_logger(context: OpExecutionContext, entity: str, key: str) -> Callabl
     return log
 
 
-def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
-    """The six ops of one entity, named ``<entity>__<stage>``."""
+def build_stage_ops(ent: EntityAsset, target_table: str, count_rows: bool = False) -> StageOps:
+    """The six ops of one entity, named ``<entity>__<stage>``; ``count_rows``: report the
+    target table's live rows (``dagster/row_count``) after every run."""
     name = ent.name
     tags = {ENTITY_TAG: name}
     common: dict[str, Any] = {"required_resource_keys": {RESOURCE_KEY}}
@@ -195,7 +196,7 @@ def build_stage_ops(ent: EntityAsset, target_table: str) -> StageOps:
         with resource.runtime() as rt, _gc_frozen():
             with pipeline.first_load(rt, name):  # a single-run backfill's slices as one
                 _sync_slices(context, step, resource, rt, name, keys, should_stop, done)
-            target_meta = _target_metadata(rt, target_table)
+            target_meta = _target_metadata(rt, target_table, count_rows)
         if len(keys) == 1:
             context.add_output_metadata(target_meta)
         else:

@@ -95,6 +95,14 @@ def test_materialize_all_then_again_changes_nothing(demo_env: DemoEnv, tmp_path:
                       "pending", "resolved", "superseded", "paused", "dagster/row_count",
                       "dagster/column_schema", "seconds_extract", "seconds_load"):
             assert field in meta, field
+        with Runtime.open(demo_env.config, demo_env.env) as rt:  # (customers: table_row_count)
+            assert meta["dagster/row_count"].value == rt.target.row_count("customers")
+        # By default no count of the whole table (a scan per run): the slice's counts only.
+        items = instance.get_latest_materialization_event(AssetKey(["erp", "items"]))
+        assert items is not None and items.asset_materialization is not None
+        assert not demo_env.config.entity("items").table_row_count
+        assert "dagster/row_count" not in items.asset_materialization.metadata
+        assert "fetched" in items.asset_materialization.metadata
 
         # Nothing changed in the ERP: the second sync writes nothing.
         second = sync_all(defs, demo_env.config, instance, log=lambda _: None)
