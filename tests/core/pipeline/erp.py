@@ -173,6 +173,20 @@ class Erp:
             self.execute(f'DELETE FROM "{table}" WHERE TRIM("CODE") = :c', {"c": c})
 
 
+def products_source(
+    urls: tuple[str, str], n: int, *, slices: int = 1, chunk_size: int = 100
+) -> tuple[Erp, list[Product], SyncFlowConfig]:
+    """``n`` products in the ERP (source URL first), synced as ``products`` in ``slices``
+    slices of chunks of ``chunk_size`` into the (empty) target."""
+    src_url, tgt_url = urls
+    erp = Erp(src_url)
+    rows = products(n)
+    erp.create_products(rows)
+    cfg = make_config(src_url, tgt_url, {"products": entity_config(
+        extra={"slices": slices, "chunk_size": chunk_size})})
+    return erp, rows, cfg
+
+
 def sync_all(rt: Runtime, entity: str, run_id: str) -> SyncCounts:
     """Sync every slice of the entity in order; the summed counts."""
     total = SyncCounts()

@@ -10,18 +10,17 @@ import pyarrow as pa
 import pytest
 import sqlalchemy as sa
 
-from syncflow_core.config import SyncFlowConfig, parse_config
+from syncflow_core.config import parse_config
 from syncflow_core.errors import ConfigError
 from syncflow_core.pipeline import first_load, sync_slice
 from syncflow_core.runtime import Runtime
 from tests.core.pipeline.conftest import pg_pair
 from tests.core.pipeline.erp import (
-    Erp,
     business_values,
     entity_config,
     expected,
     make_config,
-    products,
+    products_source,
     target_rows,
 )
 
@@ -40,21 +39,10 @@ def pg_urls(request: pytest.FixtureRequest) -> tuple[str, str]:
     return pg_pair(request)
 
 
-def _products_source(urls: tuple[str, str], n: int) -> tuple[Erp, list[Any], SyncFlowConfig]:
-    """``n`` products in the ERP, one slice of chunks of 100 into the (empty) target."""
-    src_url, tgt_url = urls
-    erp = Erp(src_url)
-    rows = products(n)
-    erp.create_products(rows)
-    cfg = make_config(src_url, tgt_url, {"products": entity_config(
-        extra={"slices": 1, "chunk_size": 100})})
-    return erp, rows, cfg
-
-
 def test_every_chunk_of_a_first_load_is_copied_in_and_the_indexes_are_built_once(
     pg_urls: tuple[str, str],
 ) -> None:
-    erp, good, cfg = _products_source(pg_urls, 1_000)
+    erp, good, cfg = products_source(pg_urls, 1_000)
     with Runtime.open(cfg, {}) as rt:
         during: list[set[str]] = []
         seen: list[int] = []
@@ -86,7 +74,7 @@ def test_every_chunk_of_a_first_load_is_copied_in_and_the_indexes_are_built_once
 def test_a_first_load_that_fails_midway_keeps_its_chunks_and_its_indexes(
     pg_urls: tuple[str, str],
 ) -> None:
-    erp, good, cfg = _products_source(pg_urls, 500)
+    erp, good, cfg = products_source(pg_urls, 500)
 
     class Crash(RuntimeError):
         pass
@@ -110,7 +98,7 @@ def test_a_first_load_that_fails_midway_keeps_its_chunks_and_its_indexes(
 def test_a_table_left_without_indexes_by_a_killed_first_load_gets_them_back(
     pg_urls: tuple[str, str],
 ) -> None:
-    erp, _rows, cfg = _products_source(pg_urls, 300)
+    erp, _rows, cfg = products_source(pg_urls, 300)
     with Runtime.open(cfg, {}) as rt:
         sync_slice(rt, "products", "slice-01", "run-1")
     # What a kill -9 between two chunks of a first load leaves: rows, no indexes.
@@ -156,12 +144,7 @@ def test_first_load_chunk_size_is_gone_with_a_message_saying_why() -> None:
 def test_a_first_load_over_several_slices_is_one_bulk_load(pg_urls: tuple[str, str]) -> None:
     """A run syncing every slice of an empty table (a single-run backfill) COPYs all their
     chunks with the indexes dropped and builds them once, after the last slice."""
-    src_url, tgt_url = pg_urls
-    erp = Erp(src_url)
-    good = products(900)
-    erp.create_products(good)
-    cfg = make_config(src_url, tgt_url, {"products": entity_config(
-        extra={"slices": 3, "chunk_size": 100})})
+    erp, good, cfg = products_source(pg_urls, 900, slices=3)
     with Runtime.open(cfg, {}) as rt:
         during: list[set[str]] = []
 

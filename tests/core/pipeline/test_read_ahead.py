@@ -7,32 +7,18 @@ from dataclasses import replace
 from syncflow_core.pipeline import read_ahead, sync_slice
 from syncflow_core.runtime import Runtime
 from tests.core.pipeline.erp import (
-    Erp,
-    Product,
     business_values,
-    entity_config,
     expected,
-    make_config,
-    products,
+    products_source,
     target_rows,
 )
-
-
-def _setup(urls: tuple[str, str], n: int) -> tuple[Erp, list[Product], Runtime]:
-    src_url, tgt_url = urls
-    erp = Erp(src_url)
-    rows = products(n)
-    erp.create_products(rows)
-    cfg = make_config(src_url, tgt_url, {"products": entity_config(
-        extra={"slices": 1, "chunk_size": 100})})
-    return erp, rows, Runtime.open(cfg, {})
 
 
 def test_a_sync_takes_the_chunk_read_ahead_and_loads_the_whole_slice(
     engine_urls: tuple[str, str],
 ) -> None:
-    _erp, rows, rt = _setup(engine_urls, 450)
-    with rt:
+    _erp, rows, cfg = products_source(engine_urls, 450)
+    with Runtime.open(cfg, {}) as rt:
         ahead = read_ahead(rt, "products", "slice-01")
         counts = sync_slice(rt, "products", "slice-01", "run-1", ahead=ahead)
         assert ahead.batch.done()
@@ -46,8 +32,8 @@ def test_a_read_ahead_overtaken_by_another_sync_is_dropped_not_loaded(
 ) -> None:
     """Read ahead for run 2, then run 1 syncs first and the source changes: run 2 must load
     today's rows from where run 1 left the slice, not the first chunk it read before."""
-    erp, rows, rt = _setup(engine_urls, 250)
-    with rt:
+    erp, rows, cfg = products_source(engine_urls, 250)
+    with Runtime.open(cfg, {}) as rt:
         # Run 1 pauses after its first chunk: the cursor moves past the first 100 keys.
         stop_after_one = iter([True])
         sync_slice(rt, "products", "slice-01", "run-1",
