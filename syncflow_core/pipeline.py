@@ -1147,10 +1147,7 @@ def _stream_slice(
     if parallel:
         start_pool()  # the workers get ready while the first chunk is read
 
-    def feeder() -> PartFeeder | None:
-        return _feeder(rt, ent, plan)
-
-    fed = early.fed if early is not None else feeder()
+    fed = early.fed if early is not None else _feeder(rt, ent, plan)
     # Each chunk's stored identities are read as soon as its last key is known (the read of
     # the chunk ahead calls `on_end`), so they come in while the chunk before it loads. Key
     # ranges of a pass are disjoint and each load commits only its own range, so the read
@@ -1191,7 +1188,7 @@ def _stream_slice(
             start_pool()  # NULL-key rows made a small chunk big
         while True:
             ahead: Future[Batch] | None = None
-            next_fed = feeder()
+            next_fed = _feeder(rt, ent, plan)
             next_prefetched: list[Future[pa.Table]] = []
             if not batch.info["complete"]:
                 end = decode_key(batch.info["end"])
@@ -1274,17 +1271,15 @@ class ReadAhead:
     """A slice's first chunk, being read (and fed to the worker processes) before its sync
     starts: `read_ahead` starts it, `sync_slice` takes it. It only reads the source."""
 
-    entity: str
-    slice_key: str
     plan: _ReadPlan
     start: Any
     fed: PartFeeder | None
     batch: Future[Batch]
 
     def reads(self, plan: _ReadPlan, start: Any) -> bool:
-        """True when it reads what a sync planning ``plan`` from ``start`` would read first."""
-        return (self.entity, self.slice_key, self.plan, self.start) == (
-            plan.entity.name, plan.slice_key, plan, start)
+        """True when it reads what a sync planning ``plan`` from ``start`` would read first
+        (the plan names the entity and the slice)."""
+        return (self.plan, self.start) == (plan, start)
 
     def drop(self) -> None:
         """Not wanted after all: a read in progress finishes, its rows are let go."""
@@ -1308,7 +1303,7 @@ def read_ahead(rt: Runtime, entity: str, slice_key: str) -> ReadAhead:
         batch = thread.submit(_read, rt, plan, start, 1, None, 0.0, fed, None, ent.chunk_size)
     finally:
         thread.shutdown(wait=False)  # the thread ends with its read
-    return ReadAhead(entity, slice_key, plan, start, fed, batch)
+    return ReadAhead(plan, start, fed, batch)
 
 
 def _cancel(futures: list[Future[pa.Table]]) -> None:
