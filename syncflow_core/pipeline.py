@@ -120,6 +120,7 @@ __all__ = [
     "resolve_pending",
     "source_field",
     "sync_slice",
+    "uses_workers",
 ]
 
 OP = "__sf_op"  # 'i' insert / 'u' update, carried from delta to load for the counts
@@ -1143,7 +1144,7 @@ def _stream_slice(
         early.drop()  # another sync moved the slice on since: read from where it is now
         early = None
     first_size = ent.chunk_size
-    parallel = _parallel(ent)
+    parallel = uses_workers(ent)
     if parallel:
         start_pool()  # the workers get ready while the first chunk is read
 
@@ -1252,8 +1253,9 @@ def _stream_slice(
             fed, prefetched = next_fed, next_prefetched
 
 
-def _parallel(ent: EntityConfig) -> bool:
-    """Chunks this big go to the worker processes (smaller ones are prepared inline)."""
+def uses_workers(ent: EntityConfig) -> bool:
+    """Whether the entity's chunks go to the worker processes (`syncflow_core.parallel`):
+    chunks this big do, smaller ones are prepared inline."""
     return ent.chunk_size >= DEFAULT_MIN_ROWS
 
 
@@ -1261,7 +1263,7 @@ def _feeder(rt: Runtime, ent: EntityConfig, plan: _ReadPlan) -> PartFeeder | Non
     """What hands a chunk's rows to the workers piece by piece while they are read: only a
     streaming source gains (others hand over a chunk whole), and only its pieces are typed
     alike (elsewhere a piece's all-NULL column may come typed otherwise)."""
-    if not (_parallel(ent) and _streams(rt.source(ent.name))):
+    if not (uses_workers(ent) and _streams(rt.source(ent.name))):
         return None
     return PartFeeder(partial(prepare_part, entity=ent, source_types=plan.source_types))
 
@@ -1295,7 +1297,7 @@ def read_ahead(rt: Runtime, entity: str, slice_key: str) -> ReadAhead:
     """
     ent = rt.entity(entity)
     plan, start = _read_plan(rt, entity, slice_key)
-    if _parallel(ent):
+    if uses_workers(ent):
         start_pool()
     fed = _feeder(rt, ent, plan)
     thread = ThreadPoolExecutor(1, thread_name_prefix="syncflow-read-ahead")

@@ -19,8 +19,8 @@ from pydantic import Field, PrivateAttr
 
 from syncflow_core.config import SyncFlowConfig, load_config
 from syncflow_core.errors import ConfigError
-from syncflow_core.parallel import DEFAULT_MIN_ROWS, start_pool
-from syncflow_core.pipeline import ReadAhead, read_ahead
+from syncflow_core.parallel import start_pool
+from syncflow_core.pipeline import ReadAhead, read_ahead, uses_workers
 from syncflow_core.runtime import Runtime
 from syncflow_dagster.storage_pool import pool_storage_connections
 
@@ -168,7 +168,7 @@ class SyncFlowResource(ConfigurableResource):  # type: ignore[type-arg]
             return  # a sensor or schedule tick in a long-lived process: nothing to speed up
         if context.instance is not None:
             pool_storage_connections(context.instance)  # the run's event writes that follow
-        if any(ent.chunk_size >= DEFAULT_MIN_ROWS for ent in cfg.entities.values()):
+        if any(uses_workers(ent) for ent in cfg.entities.values()):
             # The workers import their modules (~0.7 s) while the plan ops run, not while
             # the first chunk waits for them.
             start_pool()
