@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -29,7 +28,7 @@ from pathlib import Path
 
 import yaml
 
-from bench.e2e import _change_source, _config, _load_source, _source_rows
+from bench.e2e import _change_source, _config, _load_source, _source_rows, spread
 from bench.tree_rss import TreePeak
 from tests.pg import pg_cluster
 
@@ -167,14 +166,14 @@ def main() -> None:
     for label in ("initial", "rerun"):
         for path in paths:
             runs = results[(path, label)]
-            print(f"{path:<7} {label:<8} wall {_spread([r['seconds'] for r in runs], 's')}  "
-                  f"peak RSS {_spread([r['peak_mb'] for r in runs], 'MB', 0)}")
+            print(f"{path:<7} {label:<8} wall {spread([r['seconds'] for r in runs], 's')}  "
+                  f"peak RSS {spread([r['peak_mb'] for r in runs], 'MB', 0)}")
         if len(paths) == 2:
             pairs = list(zip(results[("direct", label)], results[("asset", label)], strict=True))
             walls = [a["seconds"] / d["seconds"] for d, a in pairs]
             peaks = [a["peak_mb"] / d["peak_mb"] for d, a in pairs]
-            print(f"{label:<8} asset/direct: wall {_spread(walls)} (target <= 1.10), "
-                  f"peak {_spread(peaks)} (target <= 1.2)")
+            print(f"{label:<8} asset/direct: wall {spread(walls)} (target <= 1.10), "
+                  f"peak {spread(peaks)} (target <= 1.2)")
     print(f"files left under DAGSTER_HOME after the runs: {stage_mb:.2f} MB "
           "(dagster.yaml and Dagster's own logs; SyncFlow writes no stage files)")
 
@@ -188,14 +187,6 @@ def _print_phase(path: str, label: str, r: dict[str, float]) -> None:
           + " ".join(f"{k}={v:.2f}" for k, v in stages.items())
           + f"  sum={sum(stages.values()):.2f}", flush=True)
 
-
-def _spread(values: list[float], unit: str = "", digits: int = 2) -> str:
-    """Median, and the range when there is more than one value."""
-    mid = statistics.median(values)
-    text = f"{mid:,.{digits}f}{(' ' + unit) if unit else ''}"
-    if len(values) > 1:
-        text += f" (median; {min(values):,.{digits}f}-{max(values):,.{digits}f})"
-    return text
 
 if __name__ == "__main__":
     main()

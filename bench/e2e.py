@@ -231,12 +231,18 @@ def main() -> None:
         for label, sf, dl in pairs:
             ratios = [a / b for a, b in zip(times[sf], times[dl], strict=True)]
             target = "1.0" if label == "initial" else "0.5"
-            summary = f"{statistics.median(ratios):.2f}"
-            if len(ratios) > 1:
-                summary += (f" (median of {len(ratios)}; {min(ratios):.2f}-{max(ratios):.2f}; "
-                            f"SyncFlow {statistics.median(times[sf]):.2f} s, "
-                            f"dlt {statistics.median(times[dl]):.2f} s)")
-            print(f"ratio SyncFlow/dlt {label}: {summary} (target <= {target})")
+            print(f"ratio SyncFlow/dlt {label}: {spread(ratios)} (target <= {target}); "
+                  f"SyncFlow {spread(times[sf], 's')}, dlt {spread(times[dl], 's')}")
+
+
+def spread(values: list[float], unit: str = "", digits: int = 2) -> str:
+    """Median, and the range when there is more than one value."""
+    mid = statistics.median(values)
+    text = f"{mid:,.{digits}f}{(' ' + unit) if unit else ''}"
+    if len(values) > 1:
+        text += f" (median; {min(values):,.{digits}f}-{max(values):,.{digits}f})"
+    return text
+
 
 if __name__ == "__main__":
     main()
