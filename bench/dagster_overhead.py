@@ -5,7 +5,8 @@
 Loads ``--rows`` messy order lines (bench.e2e's) into a throw-away PostgreSQL ERP, then syncs
 one slice into two empty PostgreSQL targets, with the config defaults (`chunk_size` 50k, no
 tuning): directly with `sync_slice`, and as a user runs it, by materializing the entity's
-asset on a Dagster instance with dagster-postgres storage. Both run the initial load, then a
+asset on the production Dagster instance as shipped (``deploy/dagster-postgres.yaml``,
+dagster-postgres storage). Both run the initial load, then a
 rerun after 10 % of the source rows changed. Each phase runs in a fresh process; its wall time
 is the sync call (imports excluded), its peak RSS is the whole process tree (the process and its
 worker processes, imports included), sampled every 20 ms by a separate process. Prints the
@@ -30,6 +31,7 @@ import yaml
 
 from bench.e2e import _change_source, _config, _load_source, _source_rows, spread
 from bench.tree_rss import TreePeak
+from tests.dagster.instance_env import production_home
 from tests.pg import pg_cluster
 
 ENTITY = "order_lines"
@@ -120,8 +122,8 @@ def main() -> None:
         config = Path(tmp) / "syncflow.yaml"
         config.write_text(yaml.safe_dump(doc))
 
-        def run(path: str, label: str, rep: int, home: Path) -> dict[str, float]:
-            env = {**os.environ, "BENCH_ERP_URL": pg.url("erp"), "DAGSTER_HOME": str(home),
+        def run(path: str, label: str, rep: int, instance: dict[str, str]) -> dict[str, float]:
+            env = {**os.environ, **instance, "BENCH_ERP_URL": pg.url("erp"),
                    "SYNCFLOW_CONFIG": str(config), "BENCH_TARGET_URL": pg.url(f"{path}_{rep}")}
             child = subprocess.Popen(
                 [sys.executable, "-m", "bench.dagster_overhead", "--phase", path, str(config),
@@ -142,22 +144,18 @@ def main() -> None:
             # Each repetition starts from empty targets and an empty Dagster instance; the
             # source keeps the changes of the repetitions before (each rerun sees 10 % changed
             # since its own initial load).
-            for db in (f"direct_{rep}", f"asset_{rep}", f"dagster_{rep}"):
+            for db in (f"direct_{rep}", f"asset_{rep}"):
                 pg.create_database(db)
+            # The production instance as shipped (deploy/dagster-postgres.yaml).
             home = Path(tmp) / f"dagster_home_{rep}"
-            home.mkdir()
+            instance = production_home(home, pg, f"dagster_{rep}")
             homes.append(home)
-            storage = pg.url(f"dagster_{rep}", driver="postgresql+psycopg2")
-            (home / "dagster.yaml").write_text(yaml.safe_dump({
-                "storage": {"postgres": {"postgres_url": storage}},
-                "telemetry": {"enabled": False},
-            }))
             for label in ("initial", "rerun"):
                 if label == "rerun":
                     changed = _change_source(pg, "erp")
                     print(f"source: {changed:,} rows changed ({changed / n:.1%})")
                 for path in paths:
-                    r = run(path, label, rep, home)
+                    r = run(path, label, rep, instance)
                     results.setdefault((path, label), []).append(r)
                     _print_phase(path, label, r)
         stage_mb = max(_files_mb(home) for home in homes)
